@@ -1,0 +1,170 @@
+//! The crate's error type for setup, attach and OS failures.
+
+use std::io;
+
+use crate::shm::{Fingerprint, ObjectKind};
+
+/// Result alias for fallible `multiproc` calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while creating, opening or attaching shared
+/// objects.
+///
+/// Semantic variants come first; operating-system failures keep their
+/// [`io::Error`] as [`source`](std::error::Error::source). Hot-path operations
+/// (a lock with a timeout, an index) have small errors of their own or return
+/// `Option`, so this type never sits on a fast path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A named segment with this name already exists (`O_EXCL` refused it), or
+    /// an object was already placed at this offset.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// The segment name, or a description of the place.
+        what: String,
+    },
+    /// No named segment has this name, or a descriptor names a segment that
+    /// is gone (its creator exited and nobody else holds it).
+    #[error("{what} not found")]
+    NotFound {
+        /// The segment name, or a description of what was looked for.
+        what: String,
+    },
+    /// A segment name is empty, holds `/` or NUL past the leading slash, or is
+    /// longer than the file-system limit.
+    #[error("invalid shared memory name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A named segment exists but is not safe to open: another owner, or a
+    /// mode that grants access to group or others.
+    #[error("refusing to open {name:?}: {reason}")]
+    PermissionDenied {
+        /// The segment name.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A size or length of zero, one that overflows, or one larger than this
+    /// machine's memory.
+    #[error("invalid size {requested}: {reason}")]
+    InvalidSize {
+        /// The size or length asked for.
+        requested: u64,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// The object at this place was created for another element type (its
+    /// size, alignment or type name differ).
+    #[error("layout mismatch: expected {expected}, found {found}")]
+    LayoutMismatch {
+        /// The type this handle wants.
+        expected: Fingerprint,
+        /// The type recorded in the shared header.
+        found: Fingerprint,
+    },
+    /// The object at this place is of another kind (say an `Array` where a
+    /// `Value` was expected).
+    #[error("kind mismatch: expected {expected:?}, found {found:?}")]
+    KindMismatch {
+        /// The kind this handle wants.
+        expected: ObjectKind,
+        /// The kind recorded in the shared header.
+        found: ObjectKind,
+    },
+    /// The object has another length than the descriptor or caller said.
+    #[error("length mismatch: expected {expected}, found {found}")]
+    LengthMismatch {
+        /// The length asked for.
+        expected: u64,
+        /// The length recorded in the shared header.
+        found: u64,
+    },
+    /// The header's ready word is not yet published: the object is still being
+    /// initialised, or nothing was ever placed here.
+    #[error("object at offset {offset} is not ready (not initialised or still initialising)")]
+    NotReady {
+        /// Offset of the header within its segment.
+        offset: u64,
+    },
+    /// The header's layout version is one this build does not understand.
+    #[error("unsupported layout version {found} (this build reads {supported})")]
+    VersionMismatch {
+        /// The version this build writes and reads.
+        supported: u32,
+        /// The version found in shared memory.
+        found: u32,
+    },
+    /// The shared header is damaged: wrong magic, checksum, or fields that do
+    /// not fit the segment.
+    #[error("corrupted shared header at offset {offset}: {reason}")]
+    Corrupted {
+        /// Offset of the header within its segment.
+        offset: u64,
+        /// What check failed.
+        reason: &'static str,
+    },
+    /// An offset or range does not fit the segment, or is misaligned.
+    #[error(
+        "range {offset}..{end} does not fit a segment of {segment_size} bytes (alignment {align})"
+    )]
+    OutOfBounds {
+        /// Start of the range.
+        offset: u64,
+        /// End of the range (exclusive), saturated on overflow.
+        end: u64,
+        /// Size of the segment.
+        segment_size: u64,
+        /// Required alignment of `offset`.
+        align: u64,
+    },
+    /// An index past the end of an array.
+    #[error("index {index} out of range for length {len}")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
+    /// Two slices that must have the same length do not.
+    #[error("slice length mismatch: expected {expected}, found {found}")]
+    SliceLength {
+        /// The length required.
+        expected: usize,
+        /// The length given.
+        found: usize,
+    },
+    /// A descriptor that cannot be attached in this process: malformed, or
+    /// naming a file that is not the segment it describes.
+    #[error("invalid descriptor: {reason}")]
+    InvalidDescriptor {
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A blocking call reached its deadline.
+    #[error("timed out")]
+    Timeout,
+    /// An operating-system call failed.
+    #[error("{op} failed")]
+    Io {
+        /// The call that failed, e.g. `"memfd_create"`.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an OS error from the named call.
+    pub(crate) fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
+        Error::Io {
+            op,
+            source: source.into(),
+        }
+    }
+}

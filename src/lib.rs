@@ -1,0 +1,99 @@
+//! Python's `multiprocessing`, in Rust, on shared memory.
+//!
+//! `multiproc` puts typed data in memory that several processes map at once
+//! and lets them work on it without copies or pickling:
+//!
+//! | type | Python | what it is |
+//! |---|---|---|
+//! | [`Value<T>`] | `multiprocessing.Value` | one `T` behind a process-shared lock |
+//! | [`RawValue<T>`] | `multiprocessing.RawValue` | one `T`, no lock |
+//! | [`Array<T>`] | `multiprocessing.Array` | `len` elements behind a lock, `memcpy`-speed bulk copies |
+//! | [`RawArray<T>`] | `multiprocessing.RawArray` | `len` elements, no lock; disjoint writers need none |
+//! | [`AtomicValue<T>`] | — | a lock-free shared integer (`fetch_add`, `compare_exchange`, ...) |
+//! | [`SharedMemory`] | `multiprocessing.shared_memory.SharedMemory` | a named segment for unrelated processes |
+//! | [`Descriptor`] | pickling a shared object | finds and re-validates an object from another process |
+//!
+//! `T` is any [`bytemuck::Pod`] type: integers, floats, arrays of them,
+//! `#[repr(C)]` structs deriving `Pod`.
+//!
+//! # How sharing works
+//!
+//! Objects live in memfd segments mapped `MAP_SHARED`: a child made by `fork`
+//! sees (and changes) the very same memory, and any process can attach an
+//! object from its [`Descriptor`]. Small objects share 1 MiB segments, so ten
+//! thousand `Value<u64>` are two mappings, not ten thousand. Every object
+//! starts with a header (magic, layout version, element type fingerprint,
+//! length, checksum, and a ready word published last); attaching checks it
+//! all, so a wrong type, length, or a corrupted or half-made object is an
+//! [`Error`], never undefined behaviour.
+//!
+//! # Example
+//!
+//! A forked child changes shared data; the parent sees it:
+//!
+//! ```no_run
+//! use multiproc::{Array, Value};
+//! # fn main() -> multiproc::Result<()> {
+//! let num = Value::new(0.0f64)?;
+//! let arr = Array::from_slice(&(0..10).collect::<Vec<i32>>())?;
+//!
+//! // SAFETY: the child only touches shared memory and exits.
+//! match unsafe { libc::fork() } {
+//!     0 => {
+//!         num.set(3.1415927);
+//!         for x in arr.lock().iter_mut() {
+//!             *x = -*x;
+//!         }
+//!         unsafe { libc::_exit(0) };
+//!     }
+//!     pid => unsafe {
+//!         libc::waitpid(pid, std::ptr::null_mut(), 0);
+//!     },
+//! }
+//! assert_eq!(num.get(), 3.1415927);
+//! assert_eq!(arr.to_vec(), [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Platform
+//!
+//! Linux only: memfd, shared futexes and `/proc` are Linux facilities.
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("multiproc supports Linux only (memfd, shared futexes, /proc)");
+
+pub(crate) mod loom;
+
+#[cfg(not(loom))]
+mod error;
+#[cfg(not(loom))]
+mod shm;
+#[cfg(not(loom))]
+mod sync;
+
+// Under loom only the algorithm cores are built, and made reachable for the
+// models in tests/loom_*.rs.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod shm;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod sync;
+
+#[cfg(not(loom))]
+pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use shm::{Fingerprint, ObjectKind};
+#[cfg(not(loom))]
+pub use shm::{
+    array::{Array, ArrayGuard, RawArray},
+    atomic::{AtomicInt, AtomicValue},
+    named::{MAX_NAME_LEN, SharedMemory},
+    object::Descriptor,
+    segment::SegmentRef,
+    value::{RawValue, Value, ValueGuard},
+};

@@ -1,0 +1,57 @@
+//! The only module that names `core` atomics or `loom`.
+//!
+//! Algorithm cores (lock words, the bump allocator) use the types re-exported
+//! here. A normal build gets `core::sync::atomic`; a build with
+//! `RUSTFLAGS="--cfg loom"` gets loom's model-checked atomics, so the
+//! `tests/loom_*.rs` models run the very code that ships. Code that casts
+//! mmap'd bytes into atomics (everything under `shm/` that touches a mapping)
+//! is not compiled under loom: loom's atomics have another layout and no
+//! `from_ptr`.
+//!
+//! `clippy.toml` forbids the `core` atomic types everywhere else; the aliases
+//! below are the sanctioned way in.
+#![allow(clippy::disallowed_types)]
+
+#[cfg(not(loom))]
+pub(crate) mod atomic {
+    pub use core::sync::atomic::Ordering;
+    /// 32-bit atomic (futex words).
+    pub type AtomicU32 = core::sync::atomic::AtomicU32;
+    /// 64-bit atomic (bump pointers, counters).
+    pub type AtomicU64 = core::sync::atomic::AtomicU64;
+}
+
+#[cfg(loom)]
+pub(crate) mod atomic {
+    pub use loom::sync::atomic::Ordering;
+    /// 32-bit atomic (futex words), loom-modelled.
+    pub type AtomicU32 = loom::sync::atomic::AtomicU32;
+    /// 64-bit atomic (bump pointers, counters), loom-modelled.
+    pub type AtomicU64 = loom::sync::atomic::AtomicU64;
+}
+
+/// Atomics of every integer width, for `AtomicValue<T>` over mapped memory.
+/// Never loom-modelled (they live in mmap'd bytes), so they exist only in
+/// normal builds.
+#[cfg(not(loom))]
+pub(crate) mod mapped {
+    pub type AtomicI8 = core::sync::atomic::AtomicI8;
+    pub type AtomicI16 = core::sync::atomic::AtomicI16;
+    pub type AtomicI32 = core::sync::atomic::AtomicI32;
+    pub type AtomicI64 = core::sync::atomic::AtomicI64;
+    pub type AtomicIsize = core::sync::atomic::AtomicIsize;
+    pub type AtomicU8 = core::sync::atomic::AtomicU8;
+    pub type AtomicU16 = core::sync::atomic::AtomicU16;
+    pub type AtomicU32 = core::sync::atomic::AtomicU32;
+    pub type AtomicU64 = core::sync::atomic::AtomicU64;
+    pub type AtomicUsize = core::sync::atomic::AtomicUsize;
+}
+
+/// Spin-loop hint; under loom a yield, so spinning models terminate.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(not(loom))]
+    core::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}

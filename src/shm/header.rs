@@ -1,0 +1,428 @@
+//! The 64-byte header in front of every object placed in shared memory.
+//!
+//! ```text
+//! offset  field        meaning
+//!      0  magic        b"MPROCOBJ" as a little-endian u64
+//!      8  ready        0 = empty, 1 = being initialised, READY_TAG|version = published
+//!     12  kind         ObjectKind as u32
+//!     16  elem_size    size_of::<T>()
+//!     20  elem_align   align_of::<T>()
+//!     24  type_hash    FNV-1a 64 of type_name::<T>()
+//!     32  len          element count (1 for scalars)
+//!     40  total_size   bytes from the header's start to the object's end
+//!     48  data_offset  bytes from the header's start to element 0
+//!     52  reserved     0
+//!     56  checksum     FNV-1a 64 over the fields above, `ready` excluded
+//! ```
+//!
+//! The creator fills every field, then publishes `ready` with a Release store;
+//! an attacher loads `ready` with Acquire, copies the header out with one
+//! volatile read and validates the *copy*. Handles keep only the validated
+//! data pointer and length: a peer that later scribbles over the header cannot
+//! move them.
+
+use std::fmt;
+use std::ptr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Size of the object header, and the alignment of every object.
+pub(crate) const HEADER_SIZE: usize = 64;
+/// `b"MPROCOBJ"` read as a little-endian integer.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MPROCOBJ");
+/// The layout version this build writes and reads.
+pub(crate) const LAYOUT_VERSION: u32 = 1;
+/// High half of a published `ready` word.
+const READY_TAG: u32 = 0x4D50_0000; // "MP"
+/// The ready word of a header being initialised.
+pub(crate) const READY_BUSY: u32 = 1;
+/// The ready word of a published header.
+pub(crate) const READY: u32 = READY_TAG | LAYOUT_VERSION;
+
+/// What kind of object a header describes.
+///
+/// Recorded in every header so that attaching, say, an `Array` descriptor as a
+/// `Value` is an error rather than a misread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+#[repr(u32)]
+pub enum ObjectKind {
+    /// [`Value`](crate::Value): a lock word and one `T`.
+    Value = 1,
+    /// [`RawValue`](crate::RawValue): one `T`, no lock.
+    RawValue = 2,
+    /// [`Array`](crate::Array): a lock word and `len` elements.
+    Array = 3,
+    /// [`RawArray`](crate::RawArray): `len` elements, no lock.
+    RawArray = 4,
+    /// [`AtomicValue`](crate::AtomicValue): one integer used atomically.
+    Atomic = 5,
+}
+
+impl ObjectKind {
+    fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => ObjectKind::Value,
+            2 => ObjectKind::RawValue,
+            3 => ObjectKind::Array,
+            4 => ObjectKind::RawArray,
+            5 => ObjectKind::Atomic,
+            _ => return None,
+        })
+    }
+
+    /// Where element 0 starts, relative to the header, for elements of
+    /// alignment `align`.
+    fn data_offset(self, align: usize) -> usize {
+        let min = match self {
+            // Lock word right after the header; the value shares its line.
+            ObjectKind::Value => HEADER_SIZE + 4,
+            // Lock word alone in its line; data starts on the next line so
+            // bulk copies run on 64-byte aligned memory.
+            ObjectKind::Array => 2 * HEADER_SIZE,
+            ObjectKind::RawValue | ObjectKind::RawArray | ObjectKind::Atomic => HEADER_SIZE,
+        };
+        min.next_multiple_of(align)
+    }
+}
+
+/// The identity of an element type as recorded in shared memory: its size,
+/// its alignment and a hash of its type name.
+///
+/// The hash is FNV-1a over [`std::any::type_name`], which is stable for one
+/// compiler version; processes built from the same source with the same
+/// toolchain agree on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// `size_of::<T>()`.
+    pub size: u32,
+    /// `align_of::<T>()`.
+    pub align: u32,
+    /// FNV-1a 64 of `type_name::<T>()`.
+    pub type_hash: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `T`.
+    pub fn of<T>() -> Self {
+        Fingerprint {
+            // Sizes above 4 GiB for one element are refused by `ObjectLayout`.
+            size: u32::try_from(size_of::<T>()).unwrap_or(u32::MAX),
+            align: u32::try_from(align_of::<T>()).unwrap_or(u32::MAX),
+            type_hash: fnv1a(std::any::type_name::<T>().as_bytes(), FNV_OFFSET),
+        }
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "size {}, align {}, type hash {:#018x}",
+            self.size, self.align, self.type_hash
+        )
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// Where an object's parts lie, computed from its kind, element type and
+/// length alone (never read back from shared memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ObjectLayout {
+    pub kind: ObjectKind,
+    pub fingerprint: Fingerprint,
+    pub len: u64,
+    /// Bytes from the header's start to element 0.
+    pub data_offset: usize,
+    /// Bytes from the header's start to the object's end.
+    pub total_size: usize,
+    /// Alignment of the header (at least 64, the cache line).
+    pub align: usize,
+}
+
+impl ObjectLayout {
+    /// The layout of a `kind` object of `len` elements of type `T`.
+    pub fn new<T>(kind: ObjectKind, len: usize) -> Result<Self> {
+        Self::from_parts(kind, Fingerprint::of::<T>(), len as u64).map_err(|reason| {
+            Error::InvalidSize {
+                requested: len as u64,
+                reason,
+            }
+        })
+    }
+
+    /// Recomputes a layout from header fields; `Err` says which is unusable.
+    fn from_parts(kind: ObjectKind, fp: Fingerprint, len: u64) -> Result<Self, &'static str> {
+        if len == 0 {
+            return Err("length must be at least 1");
+        }
+        let align = fp.align as usize;
+        if !align.is_power_of_two() {
+            return Err("element alignment is not a power of two");
+        }
+        if fp.size == u32::MAX || !(fp.size as usize).is_multiple_of(align) {
+            return Err("element size is not a multiple of its alignment");
+        }
+        let data_offset = kind.data_offset(align);
+        let total_size = usize::try_from(len)
+            .ok()
+            .and_then(|n| n.checked_mul(fp.size as usize))
+            .and_then(|bytes| bytes.checked_add(data_offset))
+            .filter(|&t| t <= isize::MAX as usize / 2)
+            .ok_or("size overflows the address space")?;
+        Ok(ObjectLayout {
+            kind,
+            fingerprint: fp,
+            len,
+            data_offset,
+            total_size,
+            align: align.max(HEADER_SIZE),
+        })
+    }
+}
+
+/// The header as it lies in shared memory. Never referenced in place: it is
+/// written with a volatile write and read with a volatile read, and its
+/// `ready` word is reached through an atomic.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawHeader {
+    magic: u64,
+    ready: u32,
+    kind: u32,
+    elem_size: u32,
+    elem_align: u32,
+    type_hash: u64,
+    len: u64,
+    total_size: u64,
+    data_offset: u32,
+    reserved: u32,
+    checksum: u64,
+}
+
+const _: () = assert!(size_of::<RawHeader>() == HEADER_SIZE);
+
+impl RawHeader {
+    fn for_layout(l: &ObjectLayout) -> Self {
+        let mut h = RawHeader {
+            magic: MAGIC,
+            ready: 0,
+            kind: l.kind as u32,
+            elem_size: l.fingerprint.size,
+            elem_align: l.fingerprint.align,
+            type_hash: l.fingerprint.type_hash,
+            len: l.len,
+            total_size: l.total_size as u64,
+            data_offset: l.data_offset as u32,
+            reserved: 0,
+            checksum: 0,
+        };
+        h.checksum = h.compute_checksum();
+        h
+    }
+
+    fn compute_checksum(&self) -> u64 {
+        let mut h = FNV_OFFSET;
+        for word in [
+            self.magic,
+            u64::from(self.kind),
+            u64::from(self.elem_size),
+            u64::from(self.elem_align),
+            self.type_hash,
+            self.len,
+            self.total_size,
+            u64::from(self.data_offset),
+            u64::from(self.reserved),
+        ] {
+            h = fnv1a(&word.to_le_bytes(), h);
+        }
+        h
+    }
+}
+
+/// Access to the `ready` word of the header at `hdr`.
+///
+/// # Safety
+///
+/// `hdr` must be valid for reads and writes of `HEADER_SIZE` bytes, 8-aligned,
+/// for the returned lifetime.
+#[cfg(not(loom))]
+unsafe fn ready_word<'a>(hdr: *mut u8) -> &'a crate::loom::atomic::AtomicU32 {
+    // SAFETY: `ready` is a u32 at offset 8 of a live, 8-aligned header (caller).
+    unsafe { crate::loom::atomic::AtomicU32::from_ptr(hdr.add(8).cast::<u32>()) }
+}
+
+/// Claims the empty header at `hdr`, writes the fields of `layout`, and
+/// returns; the caller initialises the payload and then calls [`publish`].
+///
+/// Fails with `AlreadyExists` when something was placed here before.
+///
+/// # Safety
+///
+/// `hdr` must be 64-aligned and valid for reads and writes of
+/// `layout.total_size` bytes.
+#[cfg(not(loom))]
+pub(crate) unsafe fn claim(hdr: *mut u8, offset: u64, layout: &ObjectLayout) -> Result<()> {
+    use crate::loom::atomic::Ordering;
+    // SAFETY: forwarded from the caller.
+    let ready = unsafe { ready_word(hdr) };
+    // Relaxed: the claim only needs to be exclusive; publication is `publish`.
+    if ready
+        .compare_exchange(0, READY_BUSY, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return Err(Error::AlreadyExists {
+            what: format!("an object at offset {offset}"),
+        });
+    }
+    let h = RawHeader::for_layout(layout);
+    // Write every field but `ready` (which we own now).
+    // SAFETY: `hdr` is valid and aligned (caller); the fields are plain bytes.
+    unsafe {
+        let dst = hdr.cast::<RawHeader>();
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).magic), h.magic);
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).kind), h.kind);
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).elem_size), h.elem_size);
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).elem_align), h.elem_align);
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).type_hash), h.type_hash);
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).len), h.len);
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).total_size), h.total_size);
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).data_offset), h.data_offset);
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).reserved), h.reserved);
+        ptr::write_volatile(ptr::addr_of_mut!((*dst).checksum), h.checksum);
+    }
+    Ok(())
+}
+
+/// Publishes a header claimed with [`claim`] whose payload is initialised.
+///
+/// # Safety
+///
+/// As for [`claim`], which must have succeeded on `hdr`.
+#[cfg(not(loom))]
+pub(crate) unsafe fn publish(hdr: *mut u8) {
+    use crate::loom::atomic::Ordering;
+    // SAFETY: forwarded from the caller.
+    let ready = unsafe { ready_word(hdr) };
+    // SYNC: Release pairs with the Acquire load in `validate`: an attacher
+    // that sees READY sees every header field and the initial payload.
+    ready.store(READY, Ordering::Release);
+}
+
+/// Validates the header at `offset` of a segment of `segment_size` bytes
+/// mapped at `base`, against what the caller expects.
+///
+/// `expected_len` of `None` accepts any length. Returns the layout recomputed
+/// from the (validated) header.
+///
+/// # Safety
+///
+/// `base` must be valid for reads of `segment_size` bytes and 64-aligned.
+#[cfg(not(loom))]
+pub(crate) unsafe fn validate(
+    base: *mut u8,
+    segment_size: usize,
+    offset: u64,
+    kind: ObjectKind,
+    fingerprint: Fingerprint,
+    expected_len: Option<u64>,
+) -> Result<ObjectLayout> {
+    use crate::loom::atomic::Ordering;
+    let out_of_bounds = |end: u64| Error::OutOfBounds {
+        offset,
+        end,
+        segment_size: segment_size as u64,
+        align: HEADER_SIZE as u64,
+    };
+    let start = usize::try_from(offset).map_err(|_| out_of_bounds(u64::MAX))?;
+    let hdr_end = start
+        .checked_add(HEADER_SIZE)
+        .filter(|&e| e <= segment_size);
+    if hdr_end.is_none() || start % HEADER_SIZE != 0 {
+        return Err(out_of_bounds(offset.saturating_add(HEADER_SIZE as u64)));
+    }
+    // SAFETY: start..start+64 lies inside the mapping (checked above), and is
+    // 64-aligned since `base` is.
+    let hdr = unsafe { base.add(start) };
+    // SAFETY: as above.
+    let ready = unsafe { ready_word(hdr) }.load(Ordering::Acquire);
+    // SYNC: this Acquire pairs with the Release store in `publish`.
+    match ready {
+        0 | READY_BUSY => return Err(Error::NotReady { offset }),
+        READY => {}
+        r if r & 0xFFFF_0000 == READY_TAG => {
+            return Err(Error::VersionMismatch {
+                supported: LAYOUT_VERSION,
+                found: r & 0xFFFF,
+            });
+        }
+        _ => {
+            return Err(Error::Corrupted {
+                offset,
+                reason: "ready word holds garbage",
+            });
+        }
+    }
+    // SAFETY: in bounds and aligned (above); a volatile copy, so a concurrent
+    // scribbler can only change what we read, not make us read elsewhere.
+    let h: RawHeader = unsafe { ptr::read_volatile(hdr.cast::<RawHeader>()) };
+    let corrupted = |reason| Error::Corrupted { offset, reason };
+    if h.magic != MAGIC {
+        return Err(corrupted("bad magic"));
+    }
+    if h.checksum != h.compute_checksum() {
+        return Err(corrupted("checksum mismatch"));
+    }
+    let found_kind = ObjectKind::from_u32(h.kind).ok_or(corrupted("unknown object kind"))?;
+    if found_kind != kind {
+        return Err(Error::KindMismatch {
+            expected: kind,
+            found: found_kind,
+        });
+    }
+    let found_fp = Fingerprint {
+        size: h.elem_size,
+        align: h.elem_align,
+        type_hash: h.type_hash,
+    };
+    if found_fp != fingerprint {
+        return Err(Error::LayoutMismatch {
+            expected: fingerprint,
+            found: found_fp,
+        });
+    }
+    let layout = ObjectLayout::from_parts(found_kind, found_fp, h.len).map_err(corrupted)?;
+    if layout.total_size as u64 != h.total_size
+        || layout.data_offset as u64 != u64::from(h.data_offset)
+    {
+        return Err(corrupted("size fields disagree with kind, type and length"));
+    }
+    if start % layout.align != 0 {
+        return Err(corrupted("object misaligned for its element type"));
+    }
+    let end = start.checked_add(layout.total_size);
+    if end.is_none_or(|e| e > segment_size) {
+        return Err(corrupted("object extends past the end of its segment"));
+    }
+    if let Some(want) = expected_len
+        && want != h.len
+    {
+        return Err(Error::LengthMismatch {
+            expected: want,
+            found: h.len,
+        });
+    }
+    Ok(layout)
+}

@@ -1,0 +1,395 @@
+//! Placing objects in segments, attaching to them, and their descriptors.
+//!
+//! Small objects come from a per-thread *arena*: the thread's current 1 MiB
+//! memfd chunk, carved by the shared bump pointer in its segment header. A
+//! chunk that is full is left to the handles placed in it and unmapped when
+//! the last of them drops; the thread starts a new chunk. Objects larger than a
+//! quarter of a chunk get a memfd segment of their own. So 10,000 `Value<u64>`
+//! (128 bytes each) live in two mappings, and a 1 GiB `Array` in one of its
+//! own.
+//!
+//! The arena is thread-local rather than behind a process-wide lock so that a
+//! forked child never inherits a lock held by another thread of its parent;
+//! and because the bump pointer is in shared memory, a forked child that keeps
+//! allocating from its parent's chunk gets ranges disjoint from the parent's.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::loom::atomic::AtomicU32;
+use crate::shm::bump::bump;
+use crate::shm::header::{self, Fingerprint, HEADER_SIZE, ObjectKind, ObjectLayout};
+use crate::shm::named::SharedMemory;
+use crate::shm::segment::{SEGMENT_HEADER_SIZE, Segment, SegmentRef};
+
+/// Writes `open_at`, `attach` and `descriptor` for a typed handle whose impl
+/// block also has `fn from_placed(Placed) -> Self` and
+/// `fn placed(&self) -> &Placed`. `$len` is the length `open_at` insists on
+/// (`None`: any).
+macro_rules! attach_api {
+    ($what:literal, $kind:expr, $len:expr) => {
+        #[doc = concat!("Opens the `", $what, "` placed at `offset` of a named segment.")]
+        ///
+        /// # Errors
+        ///
+        /// [`Error::NotReady`](crate::Error::NotReady) if nothing is
+        /// published there, [`Error::KindMismatch`](crate::Error::KindMismatch)
+        /// or [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) for
+        /// another kind or element type,
+        /// [`Error::Corrupted`](crate::Error::Corrupted) for a damaged header,
+        /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) for an offset
+        /// that does not fit the segment.
+        pub fn open_at(shm: &crate::SharedMemory, offset: usize) -> crate::Result<Self> {
+            crate::shm::value::open_in::<T>(shm, offset, $kind, $len).map(Self::from_placed)
+        }
+
+        #[doc = concat!("Attaches to the `", $what, "` a [`Descriptor`](crate::Descriptor) names, ")]
+        /// in this process or another (see there).
+        ///
+        /// # Errors
+        ///
+        /// As [`open_at`](Self::open_at), plus
+        /// [`Error::NotFound`](crate::Error::NotFound) if the segment is gone,
+        /// [`Error::InvalidDescriptor`](crate::Error::InvalidDescriptor) if
+        /// the descriptor names another file, and
+        /// [`Error::LengthMismatch`](crate::Error::LengthMismatch).
+        pub fn attach(descriptor: &crate::Descriptor) -> crate::Result<Self> {
+            crate::shm::object::Placed::attach_descriptor(descriptor, $kind, crate::Fingerprint::of::<T>())
+                .map(Self::from_placed)
+        }
+
+        /// A descriptor from which another process can
+        /// [`attach`](Self::attach).
+        pub fn descriptor(&self) -> crate::Descriptor {
+            self.placed().descriptor()
+        }
+    };
+}
+pub(crate) use attach_api;
+
+/// Size of an arena chunk.
+pub(crate) const CHUNK_SIZE: usize = 1 << 20;
+
+thread_local! {
+    static CURRENT_CHUNK: RefCell<Option<Arc<Segment>>> = const { RefCell::new(None) };
+}
+
+/// Everything needed to find and check an object from another process: its
+/// segment, its offset, its kind, its element type's fingerprint and its
+/// length.
+///
+/// A descriptor is plain data (`serde`), so it can travel to a spawned child
+/// on its command line or through a pipe, or to an unrelated process. Each
+/// typed handle has `descriptor()` and `attach(&Descriptor)`; attaching
+/// re-validates the shared header, so a descriptor that is stale, forged or
+/// for another type is an [`Error`], never a misread.
+///
+/// Memfd segments are reached through an inherited descriptor or
+/// `/proc/<pid>/fd/<fd>` of a live process of the same user; named segments
+/// by name.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Descriptor, Value};
+/// # fn main() -> multiproc::Result<()> {
+/// let v = Value::new(7u32)?;
+/// let bytes = v.descriptor().to_bytes();
+/// // ... in another process:
+/// let d = Descriptor::from_bytes(&bytes)?;
+/// let w = Value::<u32>::attach(&d)?;
+/// assert_eq!(w.get(), 7);
+/// assert!(Value::<f32>::attach(&d).is_err()); // wrong type
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Descriptor {
+    segment: SegmentRef,
+    offset: u64,
+    kind: ObjectKind,
+    fingerprint: Fingerprint,
+    len: u64,
+}
+
+impl Descriptor {
+    /// The segment the object lives in.
+    pub fn segment(&self) -> &SegmentRef {
+        &self.segment
+    }
+
+    /// Offset of the object's header within its segment.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The kind of object.
+    pub fn kind(&self) -> ObjectKind {
+        self.kind
+    }
+
+    /// The element type's fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// Number of elements (1 for scalar objects).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Always `false`: objects hold at least one element. Present for
+    /// symmetry with [`len`](Self::len).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Encodes the descriptor compactly (postcard).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serialising plain integers and strings into a Vec cannot fail.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Decodes a descriptor made by [`to_bytes`](Self::to_bytes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDescriptor`] if the bytes are not a descriptor.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Descriptor> {
+        postcard::from_bytes(bytes).map_err(|e| Error::InvalidDescriptor {
+            reason: format!("cannot decode descriptor bytes: {e}"),
+        })
+    }
+}
+
+impl fmt::Display for Descriptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?}[{}] at offset {} of {:?}",
+            self.kind, self.len, self.offset, self.segment
+        )
+    }
+}
+
+/// A validated object in a mapped segment: the segment (kept alive), the
+/// header's offset and the layout computed locally. Handles read the payload
+/// through `data()` and never re-read the header.
+#[derive(Clone)]
+pub(crate) struct Placed {
+    seg: Arc<Segment>,
+    offset: usize,
+    layout: ObjectLayout,
+}
+
+impl fmt::Debug for Placed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Placed")
+            .field("offset", &self.offset)
+            .field("kind", &self.layout.kind)
+            .field("len", &self.layout.len)
+            .finish()
+    }
+}
+
+impl Placed {
+    /// Places a new object in this thread's arena (or a segment of its own if
+    /// it is large). The payload is zero; call `publish` once it is set.
+    pub(crate) fn alloc(layout: ObjectLayout) -> Result<Placed> {
+        let mut dedicated = false;
+        let (seg, offset) = if layout.total_size + layout.align > CHUNK_SIZE / 4 {
+            let seg = Segment::create_memfd(
+                SEGMENT_HEADER_SIZE.next_multiple_of(layout.align) + layout.total_size,
+            )?;
+            let off = bump_in(&seg, &layout).ok_or(Error::InvalidSize {
+                requested: layout.total_size as u64,
+                reason: "object does not fit its own segment",
+            })?;
+            dedicated = true;
+            (seg, off)
+        } else {
+            CURRENT_CHUNK.with(|cur| -> Result<_> {
+                let mut cur = cur.borrow_mut();
+                if let Some(seg) = cur.as_ref()
+                    && let Some(off) = bump_in(seg, &layout)
+                {
+                    return Ok((Arc::clone(seg), off));
+                }
+                let seg = Segment::create_memfd(CHUNK_SIZE)?;
+                let off = bump_in(&seg, &layout).ok_or(Error::InvalidSize {
+                    requested: layout.total_size as u64,
+                    reason: "object does not fit a fresh chunk",
+                })?;
+                *cur = Some(Arc::clone(&seg));
+                Ok((seg, off))
+            })?
+        };
+        // SAFETY: `bump_in` returned an `align`-aligned range of
+        // `total_size` bytes inside the mapping, reserved for us alone.
+        unsafe { header::claim(seg.base().add(offset), offset as u64, &layout)? };
+        let placed = Placed {
+            seg,
+            offset,
+            layout,
+        };
+        if !dedicated {
+            // A fresh memfd reads as zeros; chunk space is never reused either,
+            // but a peer could have moved the shared bump pointer back, so
+            // small objects are zeroed explicitly (cheap at this size).
+            placed.zero_payload();
+        }
+        Ok(placed)
+    }
+
+    /// Zeroes everything after the header (lock word and elements).
+    fn zero_payload(&self) {
+        // SAFETY: header_ptr + HEADER_SIZE .. + total_size lies inside the
+        // mapping, and we hold the claim on this object (not yet published).
+        unsafe {
+            std::ptr::write_bytes(
+                self.header_ptr().add(HEADER_SIZE),
+                0,
+                self.layout.total_size - HEADER_SIZE,
+            )
+        };
+    }
+
+    /// Places a new object at `offset` of a named segment. The payload is left
+    /// as it is (zero in a fresh segment); call `publish` once it is set.
+    pub(crate) fn create_at(
+        shm: &SharedMemory,
+        offset: usize,
+        layout: ObjectLayout,
+    ) -> Result<Placed> {
+        let seg = shm.segment();
+        let end = offset.checked_add(layout.total_size);
+        if !offset.is_multiple_of(layout.align) || end.is_none_or(|e| e > seg.len()) {
+            return Err(Error::OutOfBounds {
+                offset: offset as u64,
+                end: end.map_or(u64::MAX, |e| e as u64),
+                segment_size: seg.len() as u64,
+                align: layout.align as u64,
+            });
+        }
+        // SAFETY: the range is inside the mapping and aligned (checked above).
+        unsafe { header::claim(seg.base().add(offset), offset as u64, &layout)? };
+        let placed = Placed {
+            seg: Arc::clone(seg),
+            offset,
+            layout,
+        };
+        placed.zero_payload();
+        Ok(placed)
+    }
+
+    /// Publishes the header: from now on the object can be attached.
+    pub(crate) fn publish(&self) {
+        // SAFETY: `self` was made by `alloc`/`create_at`, which claimed the
+        // header; the mapping is alive while `self.seg` is.
+        unsafe { header::publish(self.header_ptr()) }
+    }
+
+    /// Attaches to the object at `offset` of `seg` after validating its
+    /// header against the expected kind, type and (optionally) length.
+    pub(crate) fn attach(
+        seg: Arc<Segment>,
+        offset: u64,
+        kind: ObjectKind,
+        fingerprint: Fingerprint,
+        len: Option<u64>,
+    ) -> Result<Placed> {
+        // SAFETY: the mapping is valid for `seg.len()` bytes and page-aligned.
+        let layout =
+            unsafe { header::validate(seg.base(), seg.len(), offset, kind, fingerprint, len)? };
+        Ok(Placed {
+            seg,
+            // `validate` checked that the offset lies within the mapping.
+            offset: offset as usize,
+            layout,
+        })
+    }
+
+    /// Attaches to the object a descriptor names.
+    pub(crate) fn attach_descriptor(
+        d: &Descriptor,
+        kind: ObjectKind,
+        fingerprint: Fingerprint,
+    ) -> Result<Placed> {
+        if d.kind != kind {
+            return Err(Error::KindMismatch {
+                expected: kind,
+                found: d.kind,
+            });
+        }
+        if d.fingerprint != fingerprint {
+            return Err(Error::LayoutMismatch {
+                expected: fingerprint,
+                found: d.fingerprint,
+            });
+        }
+        let seg = Segment::attach(&d.segment)?;
+        Placed::attach(seg, d.offset, kind, fingerprint, Some(d.len))
+    }
+
+    /// A descriptor another process can attach with.
+    pub(crate) fn descriptor(&self) -> Descriptor {
+        Descriptor {
+            segment: self.seg.segment_ref(),
+            offset: self.offset as u64,
+            kind: self.layout.kind,
+            fingerprint: self.layout.fingerprint,
+            len: self.layout.len,
+        }
+    }
+
+    fn header_ptr(&self) -> *mut u8 {
+        // SAFETY: `offset` lies within the mapping (checked when placed).
+        unsafe { self.seg.base().add(self.offset) }
+    }
+
+    /// Pointer to element 0.
+    #[inline]
+    pub(crate) fn data(&self) -> *mut u8 {
+        // SAFETY: offset + data_offset + len * size <= segment length (the
+        // layout was computed locally and checked against the segment).
+        unsafe { self.seg.base().add(self.offset + self.layout.data_offset) }
+    }
+
+    /// Number of elements.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        // The layout's total size fits in the mapping, so the length fits usize.
+        self.layout.len as usize
+    }
+
+    /// The lock word right after the header (kinds `Value` and `Array`).
+    #[inline]
+    pub(crate) fn lock_word(&self) -> &AtomicU32 {
+        debug_assert!(matches!(
+            self.layout.kind,
+            ObjectKind::Value | ObjectKind::Array
+        ));
+        // SAFETY: Value and Array layouts reserve 4 bytes at HEADER_SIZE
+        // (64-aligned) for the lock word; the mapping outlives `&self`.
+        unsafe { AtomicU32::from_ptr(self.header_ptr().add(HEADER_SIZE).cast::<u32>()) }
+    }
+}
+
+/// Reserves room for `layout` in an arena segment, bounds-checked.
+fn bump_in(seg: &Segment, layout: &ObjectLayout) -> Option<usize> {
+    let off = bump(
+        seg.next_word(),
+        layout.total_size as u64,
+        layout.align as u64,
+        seg.len() as u64,
+    )?;
+    // `bump` keeps off + total_size <= seg.len(), so this fits usize; a
+    // scribbled bump pointer must not hand out the segment header itself.
+    usize::try_from(off)
+        .ok()
+        .filter(|&o| o >= SEGMENT_HEADER_SIZE)
+}

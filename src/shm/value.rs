@@ -1,0 +1,388 @@
+//! `Value<T>` (one `T` behind a process-shared lock) and `RawValue<T>` (one
+//! `T`, no lock).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::error::Result;
+use crate::shm::header::{Fingerprint, ObjectKind, ObjectLayout};
+use crate::shm::named::SharedMemory;
+use crate::shm::object::{Placed, attach_api};
+use crate::sync::raw::futex::Futex;
+use crate::sync::raw::simple_lock::SimpleLock;
+
+/// Where a new object goes: this thread's arena or a chosen offset of a named
+/// segment.
+pub(crate) enum Place<'a> {
+    Arena,
+    At(&'a SharedMemory, usize),
+}
+
+impl Place<'_> {
+    /// Places an object of `layout` (payload zeroed), runs `init` on its data
+    /// pointer, then publishes it.
+    pub(crate) fn make(self, layout: ObjectLayout, init: impl FnOnce(*mut u8)) -> Result<Placed> {
+        let obj = match self {
+            Place::Arena => Placed::alloc(layout)?,
+            Place::At(shm, offset) => Placed::create_at(shm, offset, layout)?,
+        };
+        init(obj.data());
+        obj.publish();
+        Ok(obj)
+    }
+}
+
+/// Opens the object at `offset` of a named segment.
+pub(crate) fn open_in<T>(
+    shm: &SharedMemory,
+    offset: usize,
+    kind: ObjectKind,
+    len: Option<u64>,
+) -> Result<Placed> {
+    Placed::attach(
+        Arc::clone(shm.segment()),
+        offset as u64,
+        kind,
+        Fingerprint::of::<T>(),
+        len,
+    )
+}
+
+/// Deadline `timeout` from now; `None` if it is too far to represent
+/// (which then means "wait as long as it takes").
+pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// One `T` in shared memory, guarded by a process-shared lock: Python's
+/// `multiprocessing.Value`.
+///
+/// Every handle (clones, a forked child's copy, an attach from a
+/// [`Descriptor`](crate::Descriptor)) reaches the same memory. [`get`](Self::get) and
+/// [`set`](Self::set) take the lock for one read or write; for a
+/// read-modify-write hold the guard from [`lock`](Self::lock), as in Python's
+/// `with v.get_lock(): v.value += 1`.
+///
+/// The lock sleeps on a shared futex and makes no system call when nobody
+/// waits. In this release it does not survive the death of a process that
+/// holds it; for plain counters prefer [`AtomicValue`](crate::AtomicValue),
+/// which has no lock at all.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Value;
+/// # fn main() -> multiproc::Result<()> {
+/// let v = Value::new(0.5f64)?;
+/// v.set(3.1415927);
+/// *v.lock() += 1.0;
+/// assert_eq!(v.get(), 4.1415927);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Value<T> {
+    obj: Placed,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: the handle is an Arc'd mapping plus offsets; access to the `T` goes
+// through the shared lock (or copies), so sharing handles across threads is
+// as safe as sharing a `Mutex<T>`, which needs `T: Send`.
+unsafe impl<T: Pod + Send> Send for Value<T> {}
+// SAFETY: as above.
+unsafe impl<T: Pod + Send> Sync for Value<T> {}
+
+impl<T> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Value {
+            obj: self.obj.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            .field("type", &std::any::type_name::<T>())
+            .field("place", &self.obj)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Value<T> {
+    /// Places `value` in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) if a new segment cannot be made.
+    pub fn new(value: T) -> Result<Self> {
+        Self::make(Place::Arena, value)
+    }
+
+    /// Places `value` at `offset` of a named segment, for unrelated processes
+    /// to [`open_at`](Self::open_at). `offset` must be a multiple of
+    /// [`shared_align`](Self::shared_align) with
+    /// [`shared_size`](Self::shared_size) bytes free after it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) for a misaligned or
+    /// too-late offset, [`Error::AlreadyExists`](crate::Error::AlreadyExists)
+    /// if an object was already placed there.
+    pub fn create_at(shm: &SharedMemory, offset: usize, value: T) -> Result<Self> {
+        Self::make(Place::At(shm, offset), value)
+    }
+
+    fn make(place: Place<'_>, value: T) -> Result<Self> {
+        let layout = ObjectLayout::new::<T>(ObjectKind::Value, 1)?;
+        let obj = place.make(layout, |p| {
+            // SAFETY: the data pointer is aligned for T and
+            // valid for one T; nobody else can see the object before `publish`.
+            unsafe { p.cast::<T>().write(value) }
+        })?;
+        Ok(Value {
+            obj,
+            _t: PhantomData,
+        })
+    }
+
+    attach_api!("Value<T>", ObjectKind::Value, Some(1));
+
+    fn from_placed(obj: Placed) -> Self {
+        Value {
+            obj,
+            _t: PhantomData,
+        }
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+
+    /// Bytes a `Value<T>` takes in a segment (header, lock word and value).
+    pub fn shared_size() -> usize {
+        ObjectLayout::new::<T>(ObjectKind::Value, 1).map_or(usize::MAX, |l| l.total_size)
+    }
+
+    /// Alignment a `Value<T>` needs in a segment (at least 64).
+    pub fn shared_align() -> usize {
+        ObjectLayout::new::<T>(ObjectKind::Value, 1).map_or(usize::MAX, |l| l.align)
+    }
+
+    /// Reads the value under the lock.
+    #[inline]
+    pub fn get(&self) -> T {
+        *self.lock()
+    }
+
+    /// Writes the value under the lock.
+    #[inline]
+    pub fn set(&self, value: T) {
+        *self.lock() = value;
+    }
+
+    /// Takes the lock, sleeping while another thread or process holds it,
+    /// and returns a guard that derefs to the value and unlocks on drop.
+    #[inline]
+    pub fn lock(&self) -> ValueGuard<'_, T> {
+        SimpleLock::lock(self.obj.lock_word(), &Futex, None);
+        self.guard()
+    }
+
+    /// Takes the lock if it is free, without blocking.
+    #[inline]
+    pub fn try_lock(&self) -> Option<ValueGuard<'_, T>> {
+        SimpleLock::try_lock(self.obj.lock_word()).then(|| self.guard())
+    }
+
+    /// Takes the lock, giving up after `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> Option<ValueGuard<'_, T>> {
+        SimpleLock::lock(self.obj.lock_word(), &Futex, deadline(timeout)).then(|| self.guard())
+    }
+
+    fn guard(&self) -> ValueGuard<'_, T> {
+        ValueGuard {
+            value: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Pointer to the value in this process's mapping.
+    pub fn as_ptr(&self) -> *mut T {
+        self.obj.data().cast()
+    }
+}
+
+/// The lock of a [`Value`], held: derefs to the value, unlocks on drop.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ValueGuard<'a, T: Pod> {
+    value: &'a Value<T>,
+    // Like std's MutexGuard, a guard stays on the thread that locked.
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a shared guard only hands out `&T`.
+unsafe impl<T: Pod + Sync> Sync for ValueGuard<'_, T> {}
+
+impl<T: Pod> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: we hold the lock, so no cooperating thread or process
+        // writes the value; the pointer is aligned and valid for one T.
+        unsafe { &*self.value.as_ptr() }
+    }
+}
+
+impl<T: Pod> DerefMut for ValueGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: we hold the lock: nobody else reads or writes the value.
+        unsafe { &mut *self.value.as_ptr() }
+    }
+}
+
+impl<T: Pod> Drop for ValueGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: a guard exists only while its lock is held.
+        unsafe { SimpleLock::unlock(self.value.obj.lock_word(), &Futex) }
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// One `T` in shared memory without a lock: Python's
+/// `multiprocessing.RawValue`.
+///
+/// [`get`](Self::get) and [`set`](Self::set) are single volatile reads and
+/// writes. Concurrent writers are not excluded: a read racing a write of a
+/// `T` wider than a machine word can see a mix of old and new bytes (still a
+/// valid `T`, since `T: Pod`). Synchronise yourself, or use [`Value`] or
+/// [`AtomicValue`](crate::AtomicValue).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::RawValue;
+/// # fn main() -> multiproc::Result<()> {
+/// let v = RawValue::new([1u16, 2, 3])?;
+/// v.set([4, 5, 6]);
+/// assert_eq!(v.get(), [4, 5, 6]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct RawValue<T> {
+    obj: Placed,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: access is by volatile copies only; sharing handles shares no Rust
+// references to the value.
+unsafe impl<T: Pod + Send> Send for RawValue<T> {}
+// SAFETY: as above.
+unsafe impl<T: Pod + Send> Sync for RawValue<T> {}
+
+impl<T> Clone for RawValue<T> {
+    fn clone(&self) -> Self {
+        RawValue {
+            obj: self.obj.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawValue")
+            .field("type", &std::any::type_name::<T>())
+            .field("place", &self.obj)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> RawValue<T> {
+    /// Places `value` in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) if a new segment cannot be made.
+    pub fn new(value: T) -> Result<Self> {
+        Self::make(Place::Arena, value)
+    }
+
+    /// Places `value` at `offset` of a named segment; see
+    /// [`Value::create_at`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Value::create_at`].
+    pub fn create_at(shm: &SharedMemory, offset: usize, value: T) -> Result<Self> {
+        Self::make(Place::At(shm, offset), value)
+    }
+
+    fn make(place: Place<'_>, value: T) -> Result<Self> {
+        let layout = ObjectLayout::new::<T>(ObjectKind::RawValue, 1)?;
+        let obj = place.make(layout, |p| {
+            // SAFETY: aligned, valid for one T, not yet shared.
+            unsafe { p.cast::<T>().write(value) }
+        })?;
+        Ok(RawValue {
+            obj,
+            _t: PhantomData,
+        })
+    }
+
+    attach_api!("RawValue<T>", ObjectKind::RawValue, Some(1));
+
+    fn from_placed(obj: Placed) -> Self {
+        RawValue {
+            obj,
+            _t: PhantomData,
+        }
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+
+    /// Bytes a `RawValue<T>` takes in a segment.
+    pub fn shared_size() -> usize {
+        ObjectLayout::new::<T>(ObjectKind::RawValue, 1).map_or(usize::MAX, |l| l.total_size)
+    }
+
+    /// Alignment a `RawValue<T>` needs in a segment (at least 64).
+    pub fn shared_align() -> usize {
+        ObjectLayout::new::<T>(ObjectKind::RawValue, 1).map_or(usize::MAX, |l| l.align)
+    }
+
+    /// Reads the value (one volatile read).
+    #[inline]
+    pub fn get(&self) -> T {
+        // SAFETY: aligned and valid for one T for as long as `self` lives;
+        // any bytes are a valid T (Pod).
+        unsafe { self.as_ptr().read_volatile() }
+    }
+
+    /// Writes the value (one volatile write).
+    #[inline]
+    pub fn set(&self, value: T) {
+        // SAFETY: as for `get`.
+        unsafe { self.as_ptr().write_volatile(value) }
+    }
+
+    /// Pointer to the value in this process's mapping.
+    pub fn as_ptr(&self) -> *mut T {
+        self.obj.data().cast()
+    }
+}

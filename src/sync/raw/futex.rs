@@ -1,0 +1,61 @@
+//! The one place that makes futex system calls.
+//!
+//! Lock cores never call the kernel themselves: they are generic over
+//! [`Waiter`], so loom models can plug in a model of the futex and the shipped
+//! build plugs in [`Futex`], the kernel's *shared* futex. A shared futex is
+//! keyed by the physical page, so a waiter in one process is woken by a wake in
+//! another as long as both map the same memfd or shm file. A *private* futex
+//! (`FUTEX_PRIVATE_FLAG`) is keyed by the address space and would wake nobody
+//! in another process: it is never used here.
+
+use std::time::Duration;
+
+use crate::loom::atomic::AtomicU32;
+
+/// Sleep-until-changed and wake-sleepers on a 32-bit word, the futex contract.
+///
+/// # Safety
+///
+/// Implementations must not return from [`wait`](Waiter::wait) *before*
+/// another thread's [`wake`](Waiter::wake) when `*word == expected` held at the
+/// time of the call and no timeout elapsed, except spuriously: callers re-check
+/// the word in a loop, so spurious returns are allowed, but a wake issued
+/// after the word changed must never be lost. Lock cores rely on this for
+/// freedom from lost wake-ups.
+pub unsafe trait Waiter {
+    /// Sleeps while `*word == expected`, until woken, a spurious wake, or the
+    /// timeout elapses. Returns without sleeping if the word already differs.
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
+    /// Wakes up to `count` sleepers on `word`.
+    fn wake(&self, word: &AtomicU32, count: u32);
+}
+
+/// The kernel's shared futex (`FUTEX_WAIT` / `FUTEX_WAKE` without
+/// `FUTEX_PRIVATE_FLAG`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Futex;
+
+#[cfg(not(loom))]
+// SAFETY: FUTEX_WAIT compares and sleeps atomically with respect to FUTEX_WAKE
+// on the same (shared, physical-page keyed) word: a wake after a change of the
+// word is never lost (futex(2)).
+unsafe impl Waiter for Futex {
+    #[inline]
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        use rustix::thread::futex;
+        let ts = timeout.map(|d| futex::Timespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: i64::from(d.subsec_nanos()),
+        });
+        // EAGAIN (the word changed), EINTR and ETIMEDOUT all mean "go and look
+        // again": the caller loops on the word and its own deadline.
+        let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+    }
+
+    #[inline]
+    fn wake(&self, word: &AtomicU32, count: u32) {
+        use rustix::thread::futex;
+        // Cannot fail for a valid, aligned word: the reference guarantees both.
+        let _ = futex::wake(word, futex::Flags::empty(), count);
+    }
+}

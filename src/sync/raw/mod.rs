@@ -1,0 +1,5 @@
+//! Lock words and their algorithms: state only, no OS calls but through
+//! [`futex::Waiter`], no mappings, so loom can model them on heap memory.
+
+pub mod futex;
+pub mod simple_lock;

@@ -1,0 +1,356 @@
+//! Bad input: zero and absurd sizes, wrong-type attach, unpublished,
+//! corrupted and forged headers, garbage descriptors. Each is a clear error;
+//! none may crash or touch memory outside the segment.
+#![cfg(not(loom))]
+
+mod common;
+
+use common::ShmName;
+use multiproc::{
+    Array, AtomicValue, Descriptor, Error, Fingerprint, ObjectKind, RawArray, RawValue, SegmentRef,
+    SharedMemory, Value,
+};
+
+#[test]
+fn zero_and_absurd_lengths() {
+    assert!(matches!(
+        Array::<u8>::new(0),
+        Err(Error::InvalidSize { requested: 0, .. })
+    ));
+    assert!(matches!(
+        RawArray::<u8>::new(0),
+        Err(Error::InvalidSize { .. })
+    ));
+    assert!(matches!(
+        Array::<u32>::from_slice(&[]),
+        Err(Error::InvalidSize { .. })
+    ));
+    assert!(matches!(
+        Array::<u64>::new(usize::MAX),
+        Err(Error::InvalidSize { .. })
+    ));
+    assert!(matches!(
+        RawArray::<u64>::new(usize::MAX / 8),
+        Err(Error::InvalidSize { .. })
+    ));
+    // Larger than RAM and swap together, but no overflow: refused up front.
+    assert!(matches!(
+        Array::<u8>::new(1 << 50),
+        Err(Error::InvalidSize { .. })
+    ));
+    assert!(Array::<u64>::shared_size(usize::MAX).is_err());
+}
+
+#[test]
+fn index_and_slice_errors() {
+    let a = Array::<u32>::new(4).unwrap();
+    assert_eq!(a.get(4), None);
+    assert!(matches!(
+        a.set(4, 1),
+        Err(Error::IndexOutOfRange { index: 4, len: 4 })
+    ));
+    assert!(matches!(
+        a.copy_from_slice(&[1, 2, 3]),
+        Err(Error::SliceLength {
+            expected: 4,
+            found: 3
+        })
+    ));
+    assert!(matches!(
+        a.copy_to_slice(&mut [0; 5]),
+        Err(Error::SliceLength { .. })
+    ));
+    assert!(matches!(
+        a.write_at(3, &[1, 2]),
+        Err(Error::IndexOutOfRange { .. })
+    ));
+    assert!(matches!(
+        a.read_at(usize::MAX, &mut [0; 2]),
+        Err(Error::IndexOutOfRange { .. })
+    ));
+    let r = RawArray::<u8>::new(3).unwrap();
+    // SAFETY: no other access to this array while the slices live.
+    unsafe {
+        assert!(r.slice_mut(2..4).is_none());
+        #[allow(clippy::reversed_empty_ranges)]
+        let rev = r.slice_mut(2..1);
+        assert!(rev.is_none());
+        assert_eq!(r.slice_mut(1..3).map(|s| s.len()), Some(2));
+    }
+    assert_eq!(a.to_vec(), [0; 4]);
+}
+
+#[test]
+fn wrong_type_kind_and_length_attach() {
+    let v = Value::new(1u32).unwrap();
+    let d = v.descriptor();
+    assert!(matches!(
+        Value::<f32>::attach(&d),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    assert!(matches!(
+        Value::<u64>::attach(&d),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    assert!(matches!(
+        RawValue::<u32>::attach(&d),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        AtomicValue::<u32>::attach(&d),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        Array::<u32>::attach(&d),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert_eq!(Value::<u32>::attach(&d).unwrap().get(), 1);
+    let a = Array::<u16>::new(10).unwrap();
+    assert!(matches!(
+        RawArray::<u16>::attach(&a.descriptor()),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        Array::<i16>::attach(&a.descriptor()),
+        Err(Error::LayoutMismatch { .. })
+    ));
+}
+
+/// Mirror of `Descriptor`'s serialised form, to forge descriptors as a
+/// hostile or buggy peer would.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Forged {
+    segment: SegmentRef,
+    offset: u64,
+    kind: ObjectKind,
+    fingerprint: Fingerprint,
+    len: u64,
+}
+
+fn forge(d: &Descriptor, f: impl FnOnce(&mut Forged)) -> Descriptor {
+    let mut m: Forged = postcard::from_bytes(&d.to_bytes()).unwrap();
+    f(&mut m);
+    Descriptor::from_bytes(&postcard::to_allocvec(&m).unwrap()).unwrap()
+}
+
+#[test]
+fn garbage_and_forged_descriptors() {
+    assert!(matches!(
+        Descriptor::from_bytes(b""),
+        Err(Error::InvalidDescriptor { .. })
+    ));
+    assert!(matches!(
+        Descriptor::from_bytes(&[0xff; 40]),
+        Err(Error::InvalidDescriptor { .. })
+    ));
+
+    let a = Array::<u64>::new(16).unwrap();
+    let d = a.descriptor();
+    assert_eq!(Descriptor::from_bytes(&d.to_bytes()).unwrap(), d);
+    // Another length than the header's.
+    let longer = forge(&d, |m| m.len = 1 << 40);
+    assert!(matches!(
+        Array::<u64>::attach(&longer),
+        Err(Error::LengthMismatch { .. })
+    ));
+    // An offset past the segment, and a misaligned one.
+    let far = forge(&d, |m| m.offset = u64::MAX - 8);
+    assert!(matches!(
+        Array::<u64>::attach(&far),
+        Err(Error::OutOfBounds { .. })
+    ));
+    let odd = forge(&d, |m| m.offset += 8);
+    assert!(matches!(
+        Array::<u64>::attach(&odd),
+        Err(Error::OutOfBounds { .. })
+    ));
+    // An offset inside the segment where nothing was placed.
+    let empty = forge(&d, |m| m.offset = 1 << 19);
+    let err = Array::<u64>::attach(&empty).unwrap_err();
+    assert!(
+        matches!(err, Error::NotReady { .. } | Error::Corrupted { .. }),
+        "{err}"
+    );
+    // A file identity that does not match the descriptor number.
+    let other = forge(&d, |m| {
+        if let SegmentRef::Memfd { ino, .. } = &mut m.segment {
+            *ino ^= 0x5555;
+        }
+    });
+    let err = std::thread::spawn(move || Array::<u64>::attach(&other).map(|_| ()))
+        .join()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidDescriptor { .. }), "{err}");
+    // A process that does not exist.
+    let gone = forge(&d, |m| {
+        if let SegmentRef::Memfd { pid, fd, ino, .. } = &mut m.segment {
+            *pid = u32::MAX / 2;
+            *fd = 100_000;
+            *ino ^= 1;
+        }
+    });
+    let err = std::thread::spawn(move || Array::<u64>::attach(&gone).map(|_| ()))
+        .join()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    // A named segment that does not exist.
+    let missing = forge(&d, |m| {
+        m.segment = SegmentRef::Named {
+            name: "multiproc-test-no-such-segment".into(),
+            dev: 0,
+            ino: 0,
+        }
+    });
+    assert!(matches!(
+        Array::<u64>::attach(&missing),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+// Header field offsets (see src/shm/header.rs).
+const READY: usize = 8;
+const LEN: usize = 32;
+const CHECKSUM: usize = 56;
+
+/// FNV-1a over the header fields, as the crate computes its checksum.
+fn checksum(h: &[u8; 64]) -> u64 {
+    let w64 = |o: usize| u64::from_le_bytes(h[o..o + 8].try_into().unwrap());
+    let w32 = |o: usize| u64::from(u32::from_le_bytes(h[o..o + 4].try_into().unwrap()));
+    let mut x: u64 = 0xcbf2_9ce4_8422_2325;
+    for word in [
+        w64(0),
+        w32(12),
+        w32(16),
+        w32(20),
+        w64(24),
+        w64(32),
+        w64(40),
+        w32(48),
+        w32(52),
+    ] {
+        for b in word.to_le_bytes() {
+            x ^= u64::from(b);
+            x = x.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    x
+}
+
+fn header(shm: &SharedMemory, off: usize) -> [u8; 64] {
+    let mut h = [0u8; 64];
+    shm.read_at(off, &mut h).unwrap();
+    h
+}
+
+#[test]
+fn unpublished_and_corrupted_headers() {
+    let name = ShmName::new("corrupt");
+    let shm = SharedMemory::create(&name.0, 16 * 1024).unwrap();
+    // Nothing placed: not ready.
+    assert!(matches!(
+        Value::<u64>::open_at(&shm, 0),
+        Err(Error::NotReady { offset: 0 })
+    ));
+    // Offsets that do not fit or are misaligned.
+    assert!(matches!(
+        Value::<u64>::open_at(&shm, 32),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        Value::<u64>::open_at(&shm, shm.size()),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        Value::<u64>::create_at(&shm, 8, 1),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        Array::<u64>::create_at(&shm, 0, 1 << 20),
+        Err(Error::OutOfBounds { .. })
+    ));
+
+    let good = Array::<u32>::create_at(&shm, 0, 8).unwrap();
+    let pristine = header(&shm, 0);
+
+    // Half-initialised: ready word still says "being initialised".
+    shm.write_at(READY, &1u32.to_le_bytes()).unwrap();
+    assert!(matches!(
+        Array::<u32>::open_at(&shm, 0),
+        Err(Error::NotReady { .. })
+    ));
+    // A future layout version.
+    shm.write_at(READY, &0x4D50_0002u32.to_le_bytes()).unwrap();
+    assert!(matches!(
+        Array::<u32>::open_at(&shm, 0),
+        Err(Error::VersionMismatch { found: 2, .. })
+    ));
+    // Garbage in the ready word.
+    shm.write_at(READY, &0xdead_beefu32.to_le_bytes()).unwrap();
+    assert!(matches!(
+        Array::<u32>::open_at(&shm, 0),
+        Err(Error::Corrupted { .. })
+    ));
+    shm.write_at(0, &pristine).unwrap();
+    assert!(Array::<u32>::open_at(&shm, 0).is_ok());
+
+    // Bad magic.
+    shm.write_at(0, b"NOTMAGIC").unwrap();
+    assert!(matches!(
+        Array::<u32>::open_at(&shm, 0),
+        Err(Error::Corrupted { .. })
+    ));
+    shm.write_at(0, &pristine).unwrap();
+    // A flipped length bit: the checksum catches it.
+    shm.write_at(LEN, &9u64.to_le_bytes()).unwrap();
+    assert!(matches!(
+        Array::<u32>::open_at(&shm, 0),
+        Err(Error::Corrupted { .. })
+    ));
+    shm.write_at(0, &pristine).unwrap();
+
+    // A forged header with a valid checksum and a length far past the end of
+    // the segment: refused, never read through.
+    let mut forged = pristine;
+    let huge: u64 = 1 << 40;
+    forged[LEN..LEN + 8].copy_from_slice(&huge.to_le_bytes());
+    forged[40..48].copy_from_slice(&(128 + 4 * huge).to_le_bytes());
+    let sum = checksum(&forged);
+    forged[CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
+    shm.write_at(0, &forged).unwrap();
+    let err = Array::<u32>::open_at(&shm, 0).unwrap_err();
+    assert!(matches!(err, Error::Corrupted { .. }), "{err}");
+    // Forged sizes that disagree with kind and length.
+    let mut forged = pristine;
+    forged[40..48].copy_from_slice(&10u64.to_le_bytes());
+    let sum = checksum(&forged);
+    forged[CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
+    shm.write_at(0, &forged).unwrap();
+    assert!(matches!(
+        Array::<u32>::open_at(&shm, 0),
+        Err(Error::Corrupted { .. })
+    ));
+
+    // The handle made before the scribbling keeps its own validated layout:
+    // still 8 elements, still in bounds.
+    assert_eq!(good.len(), 8);
+    good.copy_from_slice(&[7; 8]).unwrap();
+    assert_eq!(good.to_vec(), [7; 8]);
+}
+
+/// A peer that scribbles garbage over the whole payload of a live array,
+/// lock word included, cannot make us access memory outside the segment.
+#[test]
+fn scribbled_payload_stays_in_bounds() {
+    let name = ShmName::new("scribble");
+    let shm = SharedMemory::create(&name.0, 4096).unwrap();
+    let a = RawArray::<u64>::create_at(&shm, 0, 32).unwrap();
+    let junk: Vec<u8> = (0..shm.size()).map(|i| (i * 31 + 7) as u8).collect();
+    shm.write_at(0, &junk).unwrap();
+    assert_eq!(a.len(), 32);
+    assert!(a.get(31).is_some());
+    assert!(a.get(32).is_none());
+    assert_eq!(a.to_vec().len(), 32);
+    assert!(RawArray::<u64>::open_at(&shm, 0).is_err());
+}

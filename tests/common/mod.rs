@@ -1,0 +1,190 @@
+//! Multi-process test helpers: a forked child with a deadline, and a re-exec
+//! of the test binary as an unrelated process.
+//!
+//! Tests run on the harness's threads, so a forked child must do only what it
+//! needs: the closure runs, its return value becomes the exit code, and the
+//! child leaves with `_exit` (no destructors, no atexit handlers, nothing
+//! flushed twice). A panic in the child becomes exit code 101. Every child
+//! dies with the test process (`PR_SET_PDEATHSIG`) and is killed and reaped if
+//! its handle is dropped unjoined, so a failing test leaves no orphan.
+#![allow(dead_code)]
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any child may run before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A forked child process.
+pub struct Child {
+    pid: libc::pid_t,
+    reaped: bool,
+}
+
+/// Forks; the child runs `f` and exits with its return value.
+pub fn fork<F: FnOnce() -> i32>(f: F) -> Child {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the child runs only `f` (test code written for it) and leaves
+    // with `_exit`; the parent only records the pid.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: prctl and getppid are async-signal-safe; the check after the
+        // prctl closes the race with a parent that died before it.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                libc::_exit(102);
+            }
+        }
+        let code = catch_unwind(AssertUnwindSafe(f)).unwrap_or(101);
+        // SAFETY: leaves the child without running the parent's destructors.
+        unsafe { libc::_exit(code) }
+    }
+    Child { pid, reaped: false }
+}
+
+impl Child {
+    /// The child's pid.
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Waits up to `timeout`; `Some(code)` once it exited (negative signal
+    /// number if killed), `None` if it is still running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<i32> {
+        let end = Instant::now() + timeout;
+        let mut nap = Duration::from_micros(100);
+        loop {
+            let mut status = 0;
+            // SAFETY: reaps only our own child, without blocking.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+            assert!(
+                r >= 0,
+                "waitpid failed: {}",
+                std::io::Error::last_os_error()
+            );
+            if r == self.pid {
+                self.reaped = true;
+                return Some(if libc::WIFSIGNALED(status) {
+                    -libc::WTERMSIG(status)
+                } else {
+                    libc::WEXITSTATUS(status)
+                });
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the child (failing the test after [`DEADLINE`]) and returns
+    /// its exit code.
+    pub fn join(mut self) -> i32 {
+        match self.wait_timeout(DEADLINE) {
+            Some(code) => code,
+            None => panic!("child {} still running after {DEADLINE:?}", self.pid),
+        }
+    }
+
+    /// Sends `sig` to the child.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signals only our own unreaped child.
+        unsafe { libc::kill(self.pid, sig) };
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.signal(libc::SIGKILL);
+            let mut status = 0;
+            // SAFETY: reaps our own child, which was just killed.
+            unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        }
+    }
+}
+
+/// Forks `n` children running `f(i)` and asserts that each exits with 0.
+pub fn fork_all<F: Fn(usize) -> i32>(n: usize, f: F) {
+    let kids: Vec<Child> = (0..n).map(|i| fork(|| f(i))).collect();
+    for (i, k) in kids.into_iter().enumerate() {
+        assert_eq!(k.join(), 0, "child {i} failed");
+    }
+}
+
+/// Environment variable that tells a re-executed test binary which role to
+/// play; the role's test does nothing when it is absent.
+pub const ROLE_VAR: &str = "MULTIPROC_TEST_ROLE";
+/// Environment variable carrying hex data to the re-executed test.
+pub const DATA_VAR: &str = "MULTIPROC_TEST_DATA";
+
+/// Runs test `test_name` of this same test binary as a separate, unrelated
+/// process (no fork: a fresh exec, no inherited descriptors) with `data` in
+/// its environment; returns its exit code and output. Fails the test after
+/// [`DEADLINE`].
+pub fn run_self(test_name: &str, data: &[u8]) -> (i32, String) {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new(exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, test_name)
+        .env(DATA_VAR, to_hex(data))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn test binary");
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            let out = child.wait_with_output().expect("output");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            return (status.code().unwrap_or(-1), text);
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("re-executed {test_name} still running after {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// In a test used as a [`run_self`] role: the data handed over, or `None`
+/// when this test runs normally (then it should return at once).
+pub fn role_data(test_name: &str) -> Option<Vec<u8>> {
+    (std::env::var(ROLE_VAR).ok()? == test_name)
+        .then(|| from_hex(&std::env::var(DATA_VAR).unwrap_or_default()))
+}
+
+pub fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn from_hex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// A unique name for a named segment, removed (if still there) on drop.
+pub struct ShmName(pub String);
+
+impl ShmName {
+    pub fn new(tag: &str) -> ShmName {
+        #[allow(clippy::disallowed_types)] // a plain in-process counter, not a model
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ShmName(format!("multiproc-test-{}-{tag}-{n}", std::process::id()))
+    }
+}
+
+impl Drop for ShmName {
+    fn drop(&mut self) {
+        let _ = multiproc::SharedMemory::remove(&self.0);
+    }
+}
