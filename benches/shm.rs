@@ -21,7 +21,7 @@
 //!   [`Array::copy_to_slice`]. Throughput is in decimal bytes, so criterion
 //!   prints GB/s (10^9 bytes/s, the unit of the Python script).
 //! * `value_ops`: single-process, uncontended operations: [`Value`] get, set
-//!   and `*v.lock() += 1`; [`RawValue`] get and set; [`AtomicValue`] load and
+//!   and `*v.lock().unwrap() += 1`; [`RawValue`] get and set; [`AtomicValue`] load and
 //!   `fetch_add(Relaxed)`; `Array<f64>::get`. Peers: `std::sync::Mutex<u64>`
 //!   lock and increment, `std::sync::atomic::AtomicU64::fetch_add`.
 //! * `cross_process_incr`: two processes (a `fork`ed child and the parent)
@@ -31,7 +31,7 @@
 //!   its inverse is the time per increment. One fork (one sample) per
 //!   ~10 ms of increments.
 //!   Contestants: `AtomicValue<u64>::fetch_add` and the locked
-//!   `*v.lock() += 1` on a `Value<u64>`. Peers: the same between two threads
+//!   `*v.lock().unwrap() += 1` on a `Value<u64>`. Peers: the same between two threads
 //!   of one process with `std::sync::atomic::AtomicU64` and
 //!   `std::sync::Mutex<u64>`. The child is forked (or the thread spawned)
 //!   outside the timed region; timing starts when the parent releases it.
@@ -143,7 +143,7 @@ fn value_ops(c: &mut Criterion) {
     let v = Value::new(0u64).expect("Value::new");
     v.set(7);
     assert_eq!(v.get(), 7);
-    *v.lock() += 1;
+    *v.lock().unwrap() += 1;
     assert_eq!(v.get(), 8);
     g.bench_function("Value get", |b| b.iter(|| black_box(&v).get()));
     g.bench_function("Value set", |b| {
@@ -154,7 +154,7 @@ fn value_ops(c: &mut Criterion) {
         });
     });
     g.bench_function("Value lock += 1", |b| {
-        b.iter(|| *black_box(&v).lock() += 1);
+        b.iter(|| *black_box(&v).lock().unwrap() += 1);
     });
 
     let r = RawValue::new(0u64).expect("RawValue::new");
@@ -381,7 +381,7 @@ fn cross_process_incr(c: &mut Criterion) {
     let value = Value::new(0u64).expect("Value::new");
     let locked_incr = |n: u64| {
         for _ in 0..n {
-            *value.lock() += 1;
+            *value.lock().unwrap() += 1;
         }
     };
     let reset = || value.set(0);

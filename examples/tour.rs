@@ -60,7 +60,7 @@ fn main() -> multiproc::Result<()> {
                     }
                     progress.fetch_add(n as u64, Relaxed);
                 }
-                *total.lock() += partial;
+                *total.lock().unwrap() += partial;
                 0
             })
         })
@@ -121,7 +121,7 @@ fn main() -> multiproc::Result<()> {
     let locked = Value::new(0u64)?;
     let t = race_two_processes(|| {
         for _ in 0..L {
-            *locked.lock() += 1;
+            *locked.lock().unwrap() += 1;
         }
     });
     assert_eq!(locked.get(), 2 * L);

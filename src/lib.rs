@@ -41,7 +41,7 @@
 //! match unsafe { libc::fork() } {
 //!     0 => {
 //!         num.set(3.1415927);
-//!         for x in arr.lock().iter_mut() {
+//!         for x in arr.lock().unwrap().iter_mut() {
 //!             *x = -*x;
 //!         }
 //!         unsafe { libc::_exit(0) };
@@ -96,4 +96,12 @@ pub use shm::{
     object::Descriptor,
     segment::SegmentRef,
     value::{RawValue, Value, ValueGuard},
+};
+#[cfg(not(loom))]
+pub use sync::{
+    condition::{Condition, WaitTimeoutResult},
+    mutex::{
+        Lock, LockResult, Mutex, MutexGuard, NotOwner, OwnerDied, TryLockError, TryLockResult,
+    },
+    rlock::{RLock, RLockGuard},
 };

@@ -214,7 +214,7 @@ fn role_open_named_objects() {
         .fetch_add(1, SeqCst);
     let a = Array::<i32>::open_at(&shm, 4096).unwrap();
     assert_eq!(a.len(), 100);
-    a.lock().iter_mut().for_each(|x| *x *= 3);
+    a.lock().unwrap().iter_mut().for_each(|x| *x *= 3);
     // Wrong kind or type at a right offset is refused.
     assert!(matches!(
         Array::<f64>::open_at(&shm, 0),

@@ -18,7 +18,7 @@ fn smoke_child_changes_are_seen_by_parent() {
     let arr = Array::from_slice(&(0..10).collect::<Vec<i32>>()).unwrap();
     let kid = fork(|| {
         num.set(3.1415927);
-        for x in arr.lock().iter_mut() {
+        for x in arr.lock().unwrap().iter_mut() {
             *x = -*x;
         }
         0
@@ -75,7 +75,7 @@ fn value_lock_excludes_across_processes() {
     let v = Value::new([0u64; 2]).unwrap();
     fork_all(P, |_| {
         for _ in 0..N {
-            let mut g = v.lock();
+            let mut g = v.lock().unwrap();
             if g[0] != g[1] {
                 return 1;
             }
@@ -94,7 +94,7 @@ fn array_lock_across_processes() {
     let a = Array::<u32>::new(8).unwrap();
     fork_all(3, |i| {
         for k in 0..N {
-            let mut g = a.lock();
+            let mut g = a.lock().unwrap();
             g[k % 8] += 1;
             g[7 - i] += 0;
         }
@@ -224,7 +224,7 @@ fn large_array_own_segment_zeroed() {
         segment_identity(&small.descriptor()),
         segment_identity(&big.descriptor())
     );
-    assert!(big.lock().iter().all(|&x| x == 0));
+    assert!(big.lock().unwrap().iter().all(|&x| x == 0));
 }
 
 /// A lock held in one process makes `lock_timeout` in another give up, and
@@ -235,7 +235,7 @@ fn lock_timeout_across_processes() {
     let held = AtomicValue::new(0u32).unwrap();
     let release = AtomicValue::new(0u32).unwrap();
     let kid = fork(|| {
-        let mut g = v.lock();
+        let mut g = v.lock().unwrap();
         *g = 1;
         held.store(1, SeqCst);
         while release.load(SeqCst) == 0 {
@@ -247,9 +247,15 @@ fn lock_timeout_across_processes() {
     while held.load(SeqCst) == 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert!(v.try_lock().is_none());
+    assert!(matches!(
+        v.try_lock(),
+        Err(multiproc::TryLockError::WouldBlock)
+    ));
     let t = Instant::now();
-    assert!(v.lock_timeout(Duration::from_millis(100)).is_none());
+    assert!(matches!(
+        v.lock_timeout(Duration::from_millis(100)),
+        Err(multiproc::TryLockError::WouldBlock)
+    ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     release.store(1, SeqCst);
     let g = v
@@ -264,10 +270,10 @@ fn lock_timeout_across_processes() {
 #[test]
 fn blocked_locker_is_woken() {
     let v = Value::new(0u64).unwrap();
-    let g = v.lock();
+    let g = v.lock().unwrap();
     let kid = fork(|| {
         // Blocks (sleeping on the futex) until the parent unlocks.
-        *v.lock() += 5;
+        *v.lock().unwrap() += 5;
         0
     });
     std::thread::sleep(Duration::from_millis(50));
@@ -339,9 +345,9 @@ fn role_attach_and_modify() {
         rest = &tail[n as usize..];
     }
     let v = Value::<f64>::attach(&descs[0]).unwrap();
-    *v.lock() *= 2.0;
+    *v.lock().unwrap() *= 2.0;
     let a = Array::<u16>::attach(&descs[1]).unwrap();
-    a.lock().iter_mut().for_each(|x| *x *= 2);
+    a.lock().unwrap().iter_mut().for_each(|x| *x *= 2);
     let c = AtomicValue::<i64>::attach(&descs[2]).unwrap();
     c.fetch_add(2, SeqCst);
     // Wrong types are refused, here too.

@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::{Place, deadline};
-use crate::sync::raw::futex::Futex;
-use crate::sync::raw::simple_lock::SimpleLock;
+use crate::shm::value::Place;
+use crate::sync::mutex::{LockResult, OwnerDied, TryLockResult, word};
+use crate::sync::raw::robust::{Locked, RobustLock};
 
 /// The elements of an array object: bounds-checked copies in and out.
 /// Shared by [`Array`] (under its lock) and [`RawArray`] (without).
@@ -160,7 +160,7 @@ macro_rules! placement_docs {
 /// # fn main() -> multiproc::Result<()> {
 /// let a = Array::from_slice(&[0i32, 1, 2, 3])?;
 /// a.set(0, 10)?;
-/// for x in a.lock().iter_mut() {
+/// for x in a.lock().unwrap().iter_mut() {
 ///     *x = -*x;
 /// }
 /// assert_eq!(a.to_vec(), [-10, -1, -2, -3]);
@@ -226,7 +226,7 @@ impl<T: Pod> Array<T> {
             .map(|elems| Array { elems })
     }
 
-    attach_api!("Array<T>", ObjectKind::Array, None);
+    attach_api!("Array<T>", ObjectKind::Array, None, T);
 
     fn from_placed(obj: Placed) -> Self {
         Array {
@@ -270,7 +270,7 @@ impl<T: Pod> Array<T> {
     /// Element `i` read under the lock, or `None` past the end.
     #[inline]
     pub fn get(&self, i: usize) -> Option<T> {
-        let _g = self.lock();
+        let _g = self.held();
         self.elems.get(i)
     }
 
@@ -281,13 +281,13 @@ impl<T: Pod> Array<T> {
     /// [`Error::IndexOutOfRange`] past the end.
     #[inline]
     pub fn set(&self, i: usize, value: T) -> Result<()> {
-        let _g = self.lock();
+        let _g = self.held();
         self.elems.set(i, value)
     }
 
     /// A copy of all elements, taken under the lock.
     pub fn to_vec(&self) -> Vec<T> {
-        let _g = self.lock();
+        let _g = self.held();
         self.elems.to_vec()
     }
 
@@ -298,7 +298,7 @@ impl<T: Pod> Array<T> {
     /// [`Error::SliceLength`] if `src.len() != self.len()`.
     pub fn copy_from_slice(&self, src: &[T]) -> Result<()> {
         self.elems.exact(src.len())?;
-        let _g = self.lock();
+        let _g = self.held();
         self.elems.write_at(0, src)
     }
 
@@ -309,7 +309,7 @@ impl<T: Pod> Array<T> {
     /// [`Error::SliceLength`] if `dst.len() != self.len()`.
     pub fn copy_to_slice(&self, dst: &mut [T]) -> Result<()> {
         self.elems.exact(dst.len())?;
-        let _g = self.lock();
+        let _g = self.held();
         self.elems.read_at(0, dst)
     }
 
@@ -320,7 +320,7 @@ impl<T: Pod> Array<T> {
     ///
     /// [`Error::IndexOutOfRange`] if the range does not fit.
     pub fn read_at(&self, start: usize, dst: &mut [T]) -> Result<()> {
-        let _g = self.lock();
+        let _g = self.held();
         self.elems.read_at(start, dst)
     }
 
@@ -330,34 +330,58 @@ impl<T: Pod> Array<T> {
     ///
     /// [`Error::IndexOutOfRange`] if the range does not fit.
     pub fn write_at(&self, start: usize, src: &[T]) -> Result<()> {
-        let _g = self.lock();
+        let _g = self.held();
         self.elems.write_at(start, src)
     }
 
     /// Sets every element to `value`, under the lock.
     pub fn fill(&self, value: T) {
-        let _g = self.lock();
+        let _g = self.held();
         self.elems.fill(value);
     }
 
     /// Takes the lock, sleeping while another thread or process holds it,
     /// and returns a guard that derefs to the elements.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if a holder died holding the lock
+    /// and nobody has called [`ArrayGuard::mark_consistent`] since; see
+    /// [`Mutex`](crate::Mutex).
     #[inline]
-    pub fn lock(&self) -> ArrayGuard<'_, T> {
-        SimpleLock::lock(self.elems.obj.lock_word(), &Futex, None);
-        self.guard()
+    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
+        // No deadline: only returns once the lock is held.
+        let how = word::lock(self.elems.obj.lock_word(), None).unwrap_or(Locked::Clean);
+        word::result(how, self.guard())
     }
 
     /// Takes the lock if it is free, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::try_lock`](crate::Mutex::try_lock).
     #[inline]
-    pub fn try_lock(&self) -> Option<ArrayGuard<'_, T>> {
-        SimpleLock::try_lock(self.elems.obj.lock_word()).then(|| self.guard())
+    pub fn try_lock(&self) -> TryLockResult<ArrayGuard<'_, T>> {
+        word::try_result(word::try_lock(self.elems.obj.lock_word()), || self.guard())
     }
 
     /// Takes the lock, giving up after `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Option<ArrayGuard<'_, T>> {
-        SimpleLock::lock(self.elems.obj.lock_word(), &Futex, deadline(timeout))
-            .then(|| self.guard())
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock_timeout`](crate::Mutex::lock_timeout).
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ArrayGuard<'_, T>> {
+        word::try_result(
+            word::lock_timeout(self.elems.obj.lock_word(), timeout),
+            || self.guard(),
+        )
+    }
+
+    /// The lock held for one of the copying methods: an earlier holder's
+    /// death is left for [`lock`](Self::lock) to report.
+    #[inline]
+    fn held(&self) -> ArrayGuard<'_, T> {
+        self.lock().unwrap_or_else(OwnerDied::into_inner)
     }
 
     fn guard(&self) -> ArrayGuard<'_, T> {
@@ -383,6 +407,14 @@ pub struct ArrayGuard<'a, T: Pod> {
 // SAFETY: a shared guard only hands out `&[T]`.
 unsafe impl<T: Pod + Sync> Sync for ArrayGuard<'_, T> {}
 
+impl<T: Pod> ArrayGuard<'_, T> {
+    /// Declares the elements repaired after an [`OwnerDied`].
+    pub fn mark_consistent(&mut self) {
+        // SAFETY: the guard exists only while this thread holds the lock.
+        unsafe { RobustLock::mark_consistent(self.array.elems.obj.lock_word()) }
+    }
+}
+
 impl<T: Pod> Deref for ArrayGuard<'_, T> {
     type Target = [T];
     #[inline]
@@ -404,8 +436,8 @@ impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
 impl<T: Pod> Drop for ArrayGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: a guard exists only while its lock is held.
-        unsafe { SimpleLock::unlock(self.array.elems.obj.lock_word(), &Futex) }
+        // SAFETY: a guard exists only while this thread holds the lock.
+        unsafe { word::unlock(self.array.elems.obj.lock_word()) }
     }
 }
 
@@ -500,7 +532,7 @@ impl<T: Pod> RawArray<T> {
             .map(|elems| RawArray { elems })
     }
 
-    attach_api!("RawArray<T>", ObjectKind::RawArray, None);
+    attach_api!("RawArray<T>", ObjectKind::RawArray, None, T);
 
     fn from_placed(obj: Placed) -> Self {
         RawArray {

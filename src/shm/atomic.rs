@@ -180,7 +180,7 @@ impl<T: AtomicInt> AtomicValue<T> {
         })
     }
 
-    attach_api!("AtomicValue<T>", ObjectKind::Atomic, Some(1));
+    attach_api!("AtomicValue<T>", ObjectKind::Atomic, Some(1), T);
 
     fn from_placed(obj: Placed) -> Self {
         AtomicValue {

@@ -59,6 +59,18 @@ pub enum ObjectKind {
     RawArray = 4,
     /// [`AtomicValue`](crate::AtomicValue): one integer used atomically.
     Atomic = 5,
+    /// A process-shared mutex guarding one `T` (`Mutex`, `Lock`).
+    Mutex = 6,
+    /// A re-entrant process-shared lock (`RLock`).
+    RLock = 7,
+    /// A counting semaphore (`Semaphore`, `BoundedSemaphore`).
+    Semaphore = 8,
+    /// An event flag (`Event`).
+    Event = 9,
+    /// A barrier (`Barrier`).
+    Barrier = 10,
+    /// A condition variable (`Condition`).
+    Condition = 11,
 }
 
 impl ObjectKind {
@@ -69,6 +81,12 @@ impl ObjectKind {
             3 => ObjectKind::Array,
             4 => ObjectKind::RawArray,
             5 => ObjectKind::Atomic,
+            6 => ObjectKind::Mutex,
+            7 => ObjectKind::RLock,
+            8 => ObjectKind::Semaphore,
+            9 => ObjectKind::Event,
+            10 => ObjectKind::Barrier,
+            11 => ObjectKind::Condition,
             _ => return None,
         })
     }
@@ -77,12 +95,22 @@ impl ObjectKind {
     /// alignment `align`.
     fn data_offset(self, align: usize) -> usize {
         let min = match self {
-            // Lock word right after the header; the value shares its line.
-            ObjectKind::Value => HEADER_SIZE + 4,
+            // Robust lock word (u64) right after the header; the value
+            // shares its cache line.
+            ObjectKind::Value | ObjectKind::Mutex => HEADER_SIZE + 8,
             // Lock word alone in its line; data starts on the next line so
             // bulk copies run on 64-byte aligned memory.
             ObjectKind::Array => 2 * HEADER_SIZE,
-            ObjectKind::RawValue | ObjectKind::RawArray | ObjectKind::Atomic => HEADER_SIZE,
+            // Everything else keeps its state (and, for a Mutex, the lock word
+            // and then the value) in the payload right after the header.
+            ObjectKind::RawValue
+            | ObjectKind::RawArray
+            | ObjectKind::Atomic
+            | ObjectKind::RLock
+            | ObjectKind::Semaphore
+            | ObjectKind::Event
+            | ObjectKind::Barrier
+            | ObjectKind::Condition => HEADER_SIZE,
         };
         min.next_multiple_of(align)
     }

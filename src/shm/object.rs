@@ -20,7 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::loom::atomic::AtomicU32;
+use crate::loom::atomic::AtomicU64;
 use crate::shm::bump::bump;
 use crate::shm::header::{self, Fingerprint, HEADER_SIZE, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
@@ -29,9 +29,10 @@ use crate::shm::segment::{SEGMENT_HEADER_SIZE, Segment, SegmentRef};
 /// Writes `open_at`, `attach` and `descriptor` for a typed handle whose impl
 /// block also has `fn from_placed(Placed) -> Self` and
 /// `fn placed(&self) -> &Placed`. `$len` is the length `open_at` insists on
-/// (`None`: any).
+/// (`None`: any); `$t` is the element type whose fingerprint the header
+/// records (the user's `T`, or a sync object's private state struct).
 macro_rules! attach_api {
-    ($what:literal, $kind:expr, $len:expr) => {
+    ($what:literal, $kind:expr, $len:expr, $t:ty) => {
         #[doc = concat!("Opens the `", $what, "` placed at `offset` of a named segment.")]
         ///
         /// # Errors
@@ -44,7 +45,7 @@ macro_rules! attach_api {
         /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) for an offset
         /// that does not fit the segment.
         pub fn open_at(shm: &crate::SharedMemory, offset: usize) -> crate::Result<Self> {
-            crate::shm::value::open_in::<T>(shm, offset, $kind, $len).map(Self::from_placed)
+            crate::shm::value::open_in::<$t>(shm, offset, $kind, $len).map(Self::from_placed)
         }
 
         #[doc = concat!("Attaches to the `", $what, "` a [`Descriptor`](crate::Descriptor) names, ")]
@@ -58,7 +59,7 @@ macro_rules! attach_api {
         /// the descriptor names another file, and
         /// [`Error::LengthMismatch`](crate::Error::LengthMismatch).
         pub fn attach(descriptor: &crate::Descriptor) -> crate::Result<Self> {
-            crate::shm::object::Placed::attach_descriptor(descriptor, $kind, crate::Fingerprint::of::<T>())
+            crate::shm::object::Placed::attach_descriptor(descriptor, $kind, crate::Fingerprint::of::<$t>())
                 .map(Self::from_placed)
         }
 
@@ -366,16 +367,26 @@ impl Placed {
         self.layout.len as usize
     }
 
-    /// The lock word right after the header (kinds `Value` and `Array`).
+    /// The robust lock word right after the header (kinds `Value`, `Array`,
+    /// `Mutex`, `RLock`).
     #[inline]
-    pub(crate) fn lock_word(&self) -> &AtomicU32 {
+    pub(crate) fn lock_word(&self) -> &AtomicU64 {
         debug_assert!(matches!(
             self.layout.kind,
-            ObjectKind::Value | ObjectKind::Array
+            ObjectKind::Value | ObjectKind::Array | ObjectKind::Mutex | ObjectKind::RLock
         ));
-        // SAFETY: Value and Array layouts reserve 4 bytes at HEADER_SIZE
-        // (64-aligned) for the lock word; the mapping outlives `&self`.
-        unsafe { AtomicU32::from_ptr(self.header_ptr().add(HEADER_SIZE).cast::<u32>()) }
+        // SAFETY: these layouts reserve 8 bytes at HEADER_SIZE (64-aligned)
+        // for the lock word; the mapping outlives `&self`.
+        unsafe { AtomicU64::from_ptr(self.header_ptr().add(HEADER_SIZE).cast::<u64>()) }
+    }
+
+    /// The `i`-th 32-bit word of the payload (state of a sync object).
+    #[inline]
+    pub(crate) fn state_u32(&self, i: usize) -> &crate::loom::atomic::AtomicU32 {
+        assert!((i + 1) * 4 <= self.layout.total_size - self.layout.data_offset);
+        // SAFETY: in bounds of the payload (asserted), 4-aligned (the payload
+        // is 64-aligned); the mapping outlives `&self`.
+        unsafe { crate::loom::atomic::AtomicU32::from_ptr(self.data().cast::<u32>().add(i)) }
     }
 }
 

@@ -13,8 +13,8 @@ use crate::error::Result;
 use crate::shm::header::{Fingerprint, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::sync::raw::futex::Futex;
-use crate::sync::raw::simple_lock::SimpleLock;
+use crate::sync::mutex::{LockResult, OwnerDied, TryLockResult, word};
+use crate::sync::raw::robust::{Locked, RobustLock};
 
 /// Where a new object goes: this thread's arena or a chosen offset of a named
 /// segment.
@@ -80,7 +80,7 @@ pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
 /// # fn main() -> multiproc::Result<()> {
 /// let v = Value::new(0.5f64)?;
 /// v.set(3.1415927);
-/// *v.lock() += 1.0;
+/// *v.lock().unwrap() += 1.0;
 /// assert_eq!(v.get(), 4.1415927);
 /// # Ok(())
 /// # }
@@ -152,7 +152,7 @@ impl<T: Pod> Value<T> {
         })
     }
 
-    attach_api!("Value<T>", ObjectKind::Value, Some(1));
+    attach_api!("Value<T>", ObjectKind::Value, Some(1), T);
 
     fn from_placed(obj: Placed) -> Self {
         Value {
@@ -175,35 +175,54 @@ impl<T: Pod> Value<T> {
         ObjectLayout::new::<T>(ObjectKind::Value, 1).map_or(usize::MAX, |l| l.align)
     }
 
-    /// Reads the value under the lock.
+    /// Reads the value under the lock. If a holder died mid-update, this
+    /// reads whatever it left (see [`lock`](Self::lock) to find out).
     #[inline]
     pub fn get(&self) -> T {
-        *self.lock()
+        *self.lock().unwrap_or_else(OwnerDied::into_inner)
     }
 
-    /// Writes the value under the lock.
+    /// Writes the value under the lock. An earlier holder's death is left
+    /// for [`lock`](Self::lock) to report.
     #[inline]
     pub fn set(&self, value: T) {
-        *self.lock() = value;
+        *self.lock().unwrap_or_else(OwnerDied::into_inner) = value;
     }
 
     /// Takes the lock, sleeping while another thread or process holds it,
     /// and returns a guard that derefs to the value and unlocks on drop.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if a holder died holding the lock
+    /// and nobody has called [`ValueGuard::mark_consistent`] since; see
+    /// [`Mutex`](crate::Mutex).
     #[inline]
-    pub fn lock(&self) -> ValueGuard<'_, T> {
-        SimpleLock::lock(self.obj.lock_word(), &Futex, None);
-        self.guard()
+    pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
+        // No deadline: only returns once the lock is held.
+        let how = word::lock(self.obj.lock_word(), None).unwrap_or(Locked::Clean);
+        word::result(how, self.guard())
     }
 
     /// Takes the lock if it is free, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::try_lock`](crate::Mutex::try_lock).
     #[inline]
-    pub fn try_lock(&self) -> Option<ValueGuard<'_, T>> {
-        SimpleLock::try_lock(self.obj.lock_word()).then(|| self.guard())
+    pub fn try_lock(&self) -> TryLockResult<ValueGuard<'_, T>> {
+        word::try_result(word::try_lock(self.obj.lock_word()), || self.guard())
     }
 
     /// Takes the lock, giving up after `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Option<ValueGuard<'_, T>> {
-        SimpleLock::lock(self.obj.lock_word(), &Futex, deadline(timeout)).then(|| self.guard())
+    ///
+    /// # Errors
+    ///
+    /// As [`Mutex::lock_timeout`](crate::Mutex::lock_timeout).
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ValueGuard<'_, T>> {
+        word::try_result(word::lock_timeout(self.obj.lock_word(), timeout), || {
+            self.guard()
+        })
     }
 
     fn guard(&self) -> ValueGuard<'_, T> {
@@ -230,6 +249,14 @@ pub struct ValueGuard<'a, T: Pod> {
 // SAFETY: a shared guard only hands out `&T`.
 unsafe impl<T: Pod + Sync> Sync for ValueGuard<'_, T> {}
 
+impl<T: Pod> ValueGuard<'_, T> {
+    /// Declares the value repaired after an [`OwnerDied`].
+    pub fn mark_consistent(&mut self) {
+        // SAFETY: the guard exists only while this thread holds the lock.
+        unsafe { RobustLock::mark_consistent(self.value.obj.lock_word()) }
+    }
+}
+
 impl<T: Pod> Deref for ValueGuard<'_, T> {
     type Target = T;
     #[inline]
@@ -251,8 +278,8 @@ impl<T: Pod> DerefMut for ValueGuard<'_, T> {
 impl<T: Pod> Drop for ValueGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: a guard exists only while its lock is held.
-        unsafe { SimpleLock::unlock(self.value.obj.lock_word(), &Futex) }
+        // SAFETY: a guard exists only while this thread holds the lock.
+        unsafe { word::unlock(self.value.obj.lock_word()) }
     }
 }
 
@@ -343,7 +370,7 @@ impl<T: Pod> RawValue<T> {
         })
     }
 
-    attach_api!("RawValue<T>", ObjectKind::RawValue, Some(1));
+    attach_api!("RawValue<T>", ObjectKind::RawValue, Some(1), T);
 
     fn from_placed(obj: Placed) -> Self {
         RawValue {

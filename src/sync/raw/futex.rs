@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::loom::atomic::AtomicU32;
+use crate::loom::atomic::{AtomicU32, AtomicU64};
 
 /// Sleep-until-changed and wake-sleepers on a 32-bit word, the futex contract.
 ///
@@ -28,6 +28,50 @@ pub unsafe trait Waiter {
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
     /// Wakes up to `count` sleepers on `word`.
     fn wake(&self, word: &AtomicU32, count: u32);
+    /// As [`wait`](Waiter::wait), on the low 32 bits of a 64-bit word (the
+    /// robust lock word keeps its futex half there).
+    fn wait64(&self, word: &AtomicU64, expected_low: u32, timeout: Option<Duration>);
+    /// As [`wake`](Waiter::wake), on the low 32 bits of a 64-bit word.
+    fn wake64(&self, word: &AtomicU64, count: u32);
+}
+
+/// Address of the low 32 bits of a 64-bit word.
+#[cfg(not(loom))]
+fn low_half(word: &AtomicU64) -> *const u32 {
+    let p = word.as_ptr().cast::<u32>();
+    #[cfg(target_endian = "little")]
+    return p;
+    #[cfg(target_endian = "big")]
+    // SAFETY: the second half of an 8-byte word is in bounds.
+    return unsafe { p.add(1) };
+}
+
+/// `FUTEX_WAIT` / `FUTEX_WAKE` (shared) on a raw address, for the 64-bit
+/// words: Rust code only ever touches those words as `AtomicU64`; the kernel
+/// reads the 32-bit half itself.
+#[cfg(not(loom))]
+fn raw_futex(addr: *const u32, op: libc::c_int, val: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: libc::c_long::from(d.subsec_nanos() as i32),
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `addr` points into a live, 4-aligned word of a mapping the
+    // caller holds; FUTEX_WAIT reads it, FUTEX_WAKE only uses it as a key.
+    // Errors (EAGAIN, EINTR, ETIMEDOUT) mean "look again" to every caller.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            addr,
+            op,
+            val,
+            tsp,
+            std::ptr::null::<u32>(),
+            0,
+        );
+    }
 }
 
 /// The kernel's shared futex (`FUTEX_WAIT` / `FUTEX_WAKE` without
@@ -57,5 +101,15 @@ unsafe impl Waiter for Futex {
         use rustix::thread::futex;
         // Cannot fail for a valid, aligned word: the reference guarantees both.
         let _ = futex::wake(word, futex::Flags::empty(), count);
+    }
+
+    #[inline]
+    fn wait64(&self, word: &AtomicU64, expected_low: u32, timeout: Option<Duration>) {
+        raw_futex(low_half(word), libc::FUTEX_WAIT, expected_low, timeout);
+    }
+
+    #[inline]
+    fn wake64(&self, word: &AtomicU64, count: u32) {
+        raw_futex(low_half(word), libc::FUTEX_WAKE, count, None);
     }
 }

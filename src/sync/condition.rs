@@ -1,0 +1,228 @@
+//! `Condition`: a process-shared condition variable used with [`Mutex`].
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::error::Result;
+use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::named::SharedMemory;
+use crate::shm::object::{Placed, attach_api};
+use crate::shm::value::{Place, deadline};
+use crate::sync::mutex::{LockResult, MutexGuard, OwnerDied};
+use crate::sync::raw::condvar::{ALL, RawCondvar};
+use crate::sync::raw::futex::Futex;
+
+/// The shared state: the sequence word sleepers wait on, and how many sleep.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct CondState {
+    seq: u32,
+    waiters: u32,
+}
+
+/// Whether a timed condition wait returned because its time ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// `true` if the wait ended by timeout rather than by a notification.
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+/// A process-shared condition variable: Python's
+/// `multiprocessing.Condition`, shaped like `std::sync::Condvar`.
+///
+/// It waits with the guard of any [`Mutex`](crate::Mutex) (use one mutex per
+/// condition): [`wait`](Self::wait) atomically releases the mutex and sleeps
+/// on a shared futex, and locks it again before returning. Notifying makes no
+/// system call when nobody waits. Wake-ups can be spurious: test your
+/// predicate in a loop, or use [`wait_while`](Self::wait_while).
+///
+/// If the mutex's holder died while this thread slept, the re-lock reports
+/// it: the guard comes back inside [`OwnerDied`].
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Condition, Mutex};
+/// # fn main() -> multiproc::Result<()> {
+/// let ready = Mutex::new(0u8)?;
+/// let cond = Condition::new()?;
+/// // A producer (normally another process) sets the flag and notifies.
+/// *ready.lock().unwrap() = 1;
+/// cond.notify_all();
+/// // A consumer waits until the flag is set.
+/// let g = cond.wait_while(ready.lock().unwrap(), |r| *r == 0).unwrap();
+/// assert_eq!(*g, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Condition {
+    obj: Placed,
+}
+
+impl Clone for Condition {
+    fn clone(&self) -> Self {
+        Condition {
+            obj: self.obj.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condition")
+            .field("place", &self.obj)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Condition {
+    /// Places a condition variable in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) if a new segment cannot be made.
+    pub fn new() -> Result<Self> {
+        Self::make(Place::Arena)
+    }
+
+    /// Places a condition variable at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// As [`Value::create_at`](crate::Value::create_at).
+    pub fn create_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::make(Place::At(shm, offset))
+    }
+
+    fn make(place: Place<'_>) -> Result<Self> {
+        let layout = ObjectLayout::new::<CondState>(ObjectKind::Condition, 1)?;
+        Ok(Self::from_placed(place.make(layout, |_| {})?))
+    }
+
+    attach_api!("Condition", ObjectKind::Condition, Some(1), CondState);
+
+    fn from_placed(obj: Placed) -> Self {
+        Condition { obj }
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+
+    /// Releases `guard`'s mutex, sleeps until notified (or spuriously), and
+    /// locks the mutex again.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] (with the re-acquired guard) if the mutex's holder died
+    /// meanwhile.
+    pub fn wait<'a, T: Pod>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
+        self.wait_until(guard, None)
+            .map(|(g, _)| g)
+            .map_err(|e| OwnerDied::new(e.into_inner().0))
+    }
+
+    /// As [`wait`](Self::wait), giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout<'a, T: Pod>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        self.wait_until(guard, deadline(timeout))
+    }
+
+    /// Waits while `condition` holds for the guarded value, then returns the
+    /// guard (the condition is false then).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub fn wait_while<'a, T: Pod, F>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        mut condition: F,
+    ) -> LockResult<MutexGuard<'a, T>>
+    where
+        F: FnMut(&mut T) -> bool,
+    {
+        while condition(&mut *guard) {
+            guard = self.wait(guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// As [`wait_while`](Self::wait_while), giving up after `timeout`; the
+    /// result says whether the time ran out with the condition still true.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout_while<'a, T: Pod, F>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        timeout: Duration,
+        mut condition: F,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)>
+    where
+        F: FnMut(&mut T) -> bool,
+    {
+        let end = deadline(timeout);
+        loop {
+            if !condition(&mut *guard) {
+                return Ok((guard, WaitTimeoutResult(false)));
+            }
+            let (g, result) = self.wait_until(guard, end)?;
+            guard = g;
+            if result.timed_out() {
+                let still = condition(&mut *guard);
+                return Ok((guard, WaitTimeoutResult(still)));
+            }
+        }
+    }
+
+    fn wait_until<'a, T: Pod>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        end: Option<Instant>,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let (seq, waiters) = (self.obj.state_u32(0), self.obj.state_u32(1));
+        let token = RawCondvar::prepare(seq, waiters);
+        let (timed_out, relocked) = guard.unlocked(|| {
+            let timeout = match end {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return true,
+                },
+            };
+            RawCondvar::sleep(seq, token, &Futex, timeout);
+            end.is_some_and(|d| Instant::now() >= d)
+        });
+        RawCondvar::finish(waiters);
+        let result = WaitTimeoutResult(timed_out);
+        match relocked {
+            Ok(g) => Ok((g, result)),
+            Err(died) => Err(OwnerDied::new((died.into_inner(), result))),
+        }
+    }
+
+    /// Wakes one waiter, if any (no system call if none).
+    pub fn notify_one(&self) {
+        RawCondvar::notify(self.obj.state_u32(0), self.obj.state_u32(1), &Futex, 1);
+    }
+
+    /// Wakes every waiter (no system call if none).
+    pub fn notify_all(&self) {
+        RawCondvar::notify(self.obj.state_u32(0), self.obj.state_u32(1), &Futex, ALL);
+    }
+}

@@ -1,0 +1,283 @@
+//! `RLock`: a re-entrant process-shared lock, Python's
+//! `multiprocessing.RLock`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::named::SharedMemory;
+use crate::shm::object::{Placed, attach_api};
+use crate::shm::value::Place;
+use crate::sync::mutex::{LockResult, NotOwner, OwnerDied, TryLockError, TryLockResult, word};
+use crate::sync::owner;
+use crate::sync::raw::robust::{Locked, RobustLock};
+
+/// The shared state: the robust lock word, then the recursion count (only
+/// ever touched by the owner).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct RLockState {
+    word: u64,
+    count: u32,
+    reserved: u32,
+}
+
+/// A re-entrant process-shared lock: the thread that holds it may lock it
+/// again, and it is released when every lock has been undone. Python's
+/// `multiprocessing.RLock`.
+///
+/// Ownership is per thread of a process. Like [`Mutex`](crate::Mutex), it
+/// survives a holder's death: the next locker gets the guard inside
+/// [`OwnerDied`], with the recursion count reset to one.
+///
+/// Guards ([`lock`](Self::lock)) are the Rust way; Python's explicit
+/// [`acquire`](Self::acquire) / [`release`](Self::release) pair is here too,
+/// and releasing from a thread that does not hold the lock is the error
+/// [`NotOwner`].
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::RLock;
+/// # fn main() -> multiproc::Result<()> {
+/// let r = RLock::new()?;
+/// let outer = r.lock().unwrap();
+/// let inner = r.lock().unwrap(); // same thread: no deadlock
+/// assert_eq!(r.count(), 2);
+/// drop((inner, outer));
+/// assert!(r.release().is_err()); // not held any more
+/// # Ok(())
+/// # }
+/// ```
+pub struct RLock {
+    obj: Placed,
+}
+
+impl Clone for RLock {
+    fn clone(&self) -> Self {
+        RLock {
+            obj: self.obj.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for RLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLock")
+            .field("place", &self.obj)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RLock {
+    /// Places an unlocked re-entrant lock in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) if a new segment cannot be made.
+    pub fn new() -> Result<Self> {
+        Self::make(Place::Arena)
+    }
+
+    /// Places an unlocked re-entrant lock at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// As [`Value::create_at`](crate::Value::create_at).
+    pub fn create_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::make(Place::At(shm, offset))
+    }
+
+    fn make(place: Place<'_>) -> Result<Self> {
+        let layout = ObjectLayout::new::<RLockState>(ObjectKind::RLock, 1)?;
+        // Placement zeroes the state: unlocked, count 0.
+        Ok(Self::from_placed(place.make(layout, |_| {})?))
+    }
+
+    attach_api!("RLock", ObjectKind::RLock, Some(1), RLockState);
+
+    fn from_placed(obj: Placed) -> Self {
+        RLock { obj }
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+
+    fn count_word(&self) -> &AtomicU32 {
+        // Word 2 of the state (bytes 8..12): the recursion count.
+        self.obj.state_u32(2)
+    }
+
+    fn held_by_me(&self) -> bool {
+        RobustLock::owner(self.obj.lock_word()) == Some(owner::current())
+    }
+
+    /// Records the first level for the new owner (this thread), just after
+    /// acquiring the word, and makes a guard.
+    fn enter(&self, how: Locked) -> LockResult<RLockGuard<'_>> {
+        let count = self.count_word();
+        if how == Locked::OwnerDied {
+            // The dead owner's count means nothing now.
+            count.store(0, Ordering::Relaxed);
+        }
+        // Only the owner writes the count; Relaxed suffices (the lock word's
+        // Acquire/Release order it between owners).
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        word::result(how, self.guard())
+    }
+
+    /// The re-entry fast path: this thread already holds the lock.
+    fn reenter(&self) -> Option<RLockGuard<'_>> {
+        if !self.held_by_me() {
+            return None;
+        }
+        let count = self.count_word();
+        count.store(
+            count.load(Ordering::Relaxed).saturating_add(1),
+            Ordering::Relaxed,
+        );
+        Some(self.guard())
+    }
+
+    /// Takes the lock (again, if this thread holds it), sleeping while
+    /// another thread or process holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`], holding the guard, if a holder died holding it.
+    pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
+        if let Some(g) = self.reenter() {
+            return Ok(g);
+        }
+        // No deadline: only returns once the lock is held.
+        let how = word::lock(self.obj.lock_word(), None).unwrap_or(Locked::Clean);
+        self.enter(how)
+    }
+
+    /// Takes the lock if this thread holds it or it is free; never blocks.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] if another thread holds it,
+    /// [`TryLockError::OwnerDied`] as for `lock`.
+    pub fn try_lock(&self) -> TryLockResult<RLockGuard<'_>> {
+        if let Some(g) = self.reenter() {
+            return Ok(g);
+        }
+        match word::try_lock(self.obj.lock_word()) {
+            None => Err(TryLockError::WouldBlock),
+            Some(how) => self.enter(how).map_err(TryLockError::OwnerDied),
+        }
+    }
+
+    /// Takes the lock, giving up after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_lock`](Self::try_lock), `WouldBlock` meaning the time ran out.
+    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<RLockGuard<'_>> {
+        if let Some(g) = self.reenter() {
+            return Ok(g);
+        }
+        match word::lock_timeout(self.obj.lock_word(), timeout) {
+            None => Err(TryLockError::WouldBlock),
+            Some(how) => self.enter(how).map_err(TryLockError::OwnerDied),
+        }
+    }
+
+    /// Python's `acquire()`: takes the lock with no guard; undo with
+    /// [`release`](Self::release).
+    ///
+    /// # Errors
+    ///
+    /// [`OwnerDied`] if a holder died holding it (the lock is then held).
+    pub fn acquire(&self) -> std::result::Result<(), OwnerDied<()>> {
+        let r = self.lock();
+        let died = r.is_err();
+        std::mem::forget(r.unwrap_or_else(OwnerDied::into_inner));
+        if died {
+            Err(OwnerDied::new(()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Python's `release()`: undoes one [`acquire`](Self::acquire) (or one
+    /// level of a forgotten guard).
+    ///
+    /// # Errors
+    ///
+    /// [`NotOwner`] if this thread does not hold the lock.
+    pub fn release(&self) -> std::result::Result<(), NotOwner> {
+        if !self.held_by_me() {
+            return Err(NotOwner);
+        }
+        self.leave();
+        Ok(())
+    }
+
+    /// Undoes one level; unlocks at zero. The caller holds the lock.
+    fn leave(&self) {
+        let count = self.count_word();
+        let left = count.load(Ordering::Relaxed).saturating_sub(1);
+        count.store(left, Ordering::Relaxed);
+        if left == 0 {
+            // SAFETY: only called by the owner (guards, or `release` after
+            // checking `held_by_me`).
+            unsafe { word::unlock(self.obj.lock_word()) }
+        }
+    }
+
+    /// How many times the holder has locked it (0 when free); a snapshot,
+    /// exact when called by the holder.
+    pub fn count(&self) -> u32 {
+        if RobustLock::owner(self.obj.lock_word()).is_some() {
+            self.count_word().load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Whether this thread holds the lock.
+    pub fn is_owned(&self) -> bool {
+        self.held_by_me()
+    }
+
+    fn guard(&self) -> RLockGuard<'_> {
+        RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// One level of a held [`RLock`]; undone on drop.
+#[must_use = "the level is released as soon as the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl RLockGuard<'_> {
+    /// Declares the protected state repaired after an [`OwnerDied`].
+    pub fn mark_consistent(&mut self) {
+        // SAFETY: the guard exists only while this thread holds the lock.
+        unsafe { RobustLock::mark_consistent(self.lock.obj.lock_word()) }
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        self.lock.leave();
+    }
+}
+
+impl fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockGuard").finish_non_exhaustive()
+    }
+}
