@@ -181,6 +181,7 @@ struct Worker(libc::pid_t);
 /// Forks a worker that runs `job` and exits with its return value; the
 /// worker dies with the parent.
 fn spawn_worker(job: impl FnOnce() -> i32) -> Worker {
+    let parent = std::process::id() as libc::pid_t;
     // SAFETY: the child only runs `job` (shared-memory work) and `_exit`s.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
@@ -188,6 +189,10 @@ fn spawn_worker(job: impl FnOnce() -> i32) -> Worker {
         // SAFETY: async-signal-safe calls; the child never returns to main.
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(102);
+            }
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(101);
             libc::_exit(code);
         }
@@ -223,7 +228,11 @@ impl Worker {
 fn race_two_processes(work: impl Fn()) -> Duration {
     let go = AtomicValue::new(0u32).expect("flag");
     let kid = spawn_worker(|| {
+        let give_up = Instant::now() + Duration::from_secs(60);
         while go.load(SeqCst) == 0 {
+            if Instant::now() > give_up {
+                return 3;
+            }
             std::hint::spin_loop();
         }
         work();

@@ -18,14 +18,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A named segment with this name already exists (`O_EXCL` refused it), or
-    /// an object was already placed at this offset.
+    /// something was already placed at this offset (a published or half-made
+    /// object, or non-zero bytes where its ready word goes).
     #[error("{what} already exists")]
     AlreadyExists {
         /// The segment name, or a description of the place.
         what: String,
     },
-    /// No named segment has this name, or a descriptor names a segment that
-    /// is gone (its creator exited and nobody else holds it).
+    /// No named segment has this name, or a descriptor names a memfd that
+    /// can no longer be reached: the process whose descriptor it names has
+    /// exited or closed it (other processes may still map the segment; attach
+    /// from one of their descriptors instead).
     #[error("{what} not found")]
     NotFound {
         /// The segment name, or a description of what was looked for.
@@ -121,6 +124,19 @@ pub enum Error {
         segment_size: u64,
         /// Required alignment of `offset`.
         align: u64,
+    },
+    /// The range overlaps a live object in this process (one placed or
+    /// attached at another offset or with another layout): two typed views of
+    /// the same bytes, or a raw copy into a typed object's bytes, would break
+    /// Rust's aliasing rules.
+    #[error("range {offset}..{end} overlaps a live object at offset {other} in this process")]
+    Overlap {
+        /// Start of the range asked for.
+        offset: u64,
+        /// End of the range asked for (exclusive).
+        end: u64,
+        /// Offset of the live object it overlaps.
+        other: u64,
     },
     /// An index past the end of an array.
     #[error("index {index} out of range for length {len}")]

@@ -19,6 +19,8 @@ pub(crate) mod atomic {
     pub type AtomicU32 = core::sync::atomic::AtomicU32;
     /// 64-bit atomic (bump pointers, counters).
     pub type AtomicU64 = core::sync::atomic::AtomicU64;
+    /// Atomic pointer (the arena's spare-chunk slot).
+    pub type AtomicPtr<T> = core::sync::atomic::AtomicPtr<T>;
 }
 
 #[cfg(loom)]
@@ -46,6 +48,11 @@ pub(crate) mod mapped {
     pub type AtomicU64 = core::sync::atomic::AtomicU64;
     pub type AtomicUsize = core::sync::atomic::AtomicUsize;
 }
+
+/// Interior mutability for the process-local tables guarded by this crate's
+/// own fork-safe spin lock (never in shared memory, never loom-modelled).
+#[cfg(not(loom))]
+pub(crate) type UnsafeCell<T> = core::cell::UnsafeCell<T>;
 
 /// Spin-loop hint; under loom a yield, so spinning models terminate.
 #[inline]

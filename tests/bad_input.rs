@@ -238,10 +238,36 @@ fn checksum(h: &[u8; 64]) -> u64 {
     x
 }
 
-fn header(shm: &SharedMemory, off: usize) -> [u8; 64] {
-    let mut h = [0u8; 64];
-    shm.read_at(off, &mut h).unwrap();
-    h
+/// A peer's view of a named segment: its own mapping of the file, through
+/// which the test scribbles as another process would (this process's
+/// `SharedMemory::write_at` refuses to write over live objects).
+struct Peer(memmap2::MmapRaw);
+
+impl Peer {
+    fn open(shm: &SharedMemory) -> Peer {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/shm/{}", shm.name()))
+            .unwrap();
+        Peer(memmap2::MmapRaw::map_raw(&f).unwrap())
+    }
+
+    fn write(&self, off: usize, bytes: &[u8]) {
+        assert!(off + bytes.len() <= self.0.len());
+        // SAFETY: in bounds of the peer's mapping; the test holds no
+        // reference into these bytes while it scribbles.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.as_mut_ptr().add(off), bytes.len())
+        };
+    }
+
+    fn header(&self, off: usize) -> [u8; 64] {
+        let mut h = [0u8; 64];
+        // SAFETY: in bounds of the peer's mapping.
+        unsafe { std::ptr::copy_nonoverlapping(self.0.as_ptr().add(off), h.as_mut_ptr(), 64) };
+        h
+    }
 }
 
 #[test]
@@ -272,43 +298,44 @@ fn unpublished_and_corrupted_headers() {
     ));
 
     let good = Array::<u32>::create_at(&shm, 0, 8).unwrap();
-    let pristine = header(&shm, 0);
+    let peer = Peer::open(&shm);
+    let pristine = peer.header(0);
 
     // Half-initialised: ready word still says "being initialised".
-    shm.write_at(READY, &1u32.to_le_bytes()).unwrap();
+    peer.write(READY, &1u32.to_le_bytes());
     assert!(matches!(
         Array::<u32>::open_at(&shm, 0),
         Err(Error::NotReady { .. })
     ));
     // A future layout version.
-    shm.write_at(READY, &0x4D50_0002u32.to_le_bytes()).unwrap();
+    peer.write(READY, &0x4D50_0002u32.to_le_bytes());
     assert!(matches!(
         Array::<u32>::open_at(&shm, 0),
         Err(Error::VersionMismatch { found: 2, .. })
     ));
     // Garbage in the ready word.
-    shm.write_at(READY, &0xdead_beefu32.to_le_bytes()).unwrap();
+    peer.write(READY, &0xdead_beefu32.to_le_bytes());
     assert!(matches!(
         Array::<u32>::open_at(&shm, 0),
         Err(Error::Corrupted { .. })
     ));
-    shm.write_at(0, &pristine).unwrap();
+    peer.write(0, &pristine);
     assert!(Array::<u32>::open_at(&shm, 0).is_ok());
 
     // Bad magic.
-    shm.write_at(0, b"NOTMAGIC").unwrap();
+    peer.write(0, b"NOTMAGIC");
     assert!(matches!(
         Array::<u32>::open_at(&shm, 0),
         Err(Error::Corrupted { .. })
     ));
-    shm.write_at(0, &pristine).unwrap();
+    peer.write(0, &pristine);
     // A flipped length bit: the checksum catches it.
-    shm.write_at(LEN, &9u64.to_le_bytes()).unwrap();
+    peer.write(LEN, &9u64.to_le_bytes());
     assert!(matches!(
         Array::<u32>::open_at(&shm, 0),
         Err(Error::Corrupted { .. })
     ));
-    shm.write_at(0, &pristine).unwrap();
+    peer.write(0, &pristine);
 
     // A forged header with a valid checksum and a length far past the end of
     // the segment: refused, never read through.
@@ -318,7 +345,7 @@ fn unpublished_and_corrupted_headers() {
     forged[40..48].copy_from_slice(&(128 + 4 * huge).to_le_bytes());
     let sum = checksum(&forged);
     forged[CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
-    shm.write_at(0, &forged).unwrap();
+    peer.write(0, &forged);
     let err = Array::<u32>::open_at(&shm, 0).unwrap_err();
     assert!(matches!(err, Error::Corrupted { .. }), "{err}");
     // Forged sizes that disagree with kind and length.
@@ -326,7 +353,7 @@ fn unpublished_and_corrupted_headers() {
     forged[40..48].copy_from_slice(&10u64.to_le_bytes());
     let sum = checksum(&forged);
     forged[CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
-    shm.write_at(0, &forged).unwrap();
+    peer.write(0, &forged);
     assert!(matches!(
         Array::<u32>::open_at(&shm, 0),
         Err(Error::Corrupted { .. })
@@ -346,11 +373,126 @@ fn scribbled_payload_stays_in_bounds() {
     let name = ShmName::new("scribble");
     let shm = SharedMemory::create(&name.0, 4096).unwrap();
     let a = RawArray::<u64>::create_at(&shm, 0, 32).unwrap();
+    let peer = Peer::open(&shm);
     let junk: Vec<u8> = (0..shm.size()).map(|i| (i * 31 + 7) as u8).collect();
-    shm.write_at(0, &junk).unwrap();
+    peer.write(0, &junk);
     assert_eq!(a.len(), 32);
     assert!(a.get(31).is_some());
     assert!(a.get(32).is_none());
     assert_eq!(a.to_vec().len(), 32);
     assert!(RawArray::<u64>::open_at(&shm, 0).is_err());
+}
+
+/// Two live objects may not overlap in this process, and raw byte access
+/// may not touch a live object: either would let a write change bytes under
+/// a guard's `&mut`.
+#[test]
+fn overlapping_objects_and_raw_writes_are_refused() {
+    let name = ShmName::new("overlap");
+    let shm = SharedMemory::create(&name.0, 16 * 1024).unwrap();
+    let a = Array::<u64>::create_at(&shm, 0, 100).unwrap(); // bytes 0..928
+    let err = Value::create_at(&shm, 128, 1u64).unwrap_err();
+    assert!(matches!(err, Error::Overlap { other: 0, .. }), "{err}");
+    assert!(matches!(
+        shm.write_at(200, &[1, 2, 3]),
+        Err(Error::Overlap { .. })
+    ));
+    assert!(matches!(
+        shm.read_at(0, &mut [0u8; 8]),
+        Err(Error::Overlap { .. })
+    ));
+    // Past the array: fine.
+    shm.write_at(1024, &[9; 8]).unwrap();
+    let v = Value::create_at(&shm, 1024, 2u64).unwrap(); // zeroes its own bytes
+    assert_eq!(v.get(), 2);
+    // The same object attached again is fine (one registration).
+    let again = Array::<u64>::open_at(&shm, 0).unwrap();
+    assert_eq!(again.len(), a.len());
+    // Once every handle is gone, the bytes are free for raw access again.
+    drop((a, again));
+    let mut h = [0u8; 8];
+    shm.read_at(0, &mut h).unwrap();
+    assert_eq!(&h, b"MPROCOBJ");
+}
+
+/// A genuine header copied into another live object's data (as a forged
+/// descriptor would point at) is refused: the range belongs to that object.
+#[test]
+fn object_inside_another_object_is_refused() {
+    let name = ShmName::new("nested");
+    let shm = SharedMemory::create(&name.0, 16 * 1024).unwrap();
+    // Make a real Value at 8192, copy its bytes out once it is dropped.
+    let bytes = {
+        let v = Value::create_at(&shm, 8192, 42u64).unwrap();
+        let n = Value::<u64>::shared_size();
+        drop(v);
+        let mut b = vec![0u8; n];
+        shm.read_at(8192, &mut b).unwrap();
+        b
+    };
+    // A byte array whose data (from offset 64) now holds that object image
+    // at segment offset 128.
+    let raw = RawArray::<u8>::create_at(&shm, 0, 4096).unwrap();
+    raw.write_at(64, &bytes).unwrap();
+    let err = Value::<u64>::open_at(&shm, 128).unwrap_err();
+    assert!(matches!(err, Error::Overlap { other: 0, .. }), "{err}");
+    // Through a descriptor too.
+    let real = Value::<u64>::open_at(&shm, 8192).unwrap();
+    let forged = forge(&real.descriptor(), |m| m.offset = 128);
+    assert!(matches!(
+        Value::<u64>::attach(&forged),
+        Err(Error::Overlap { .. })
+    ));
+}
+
+/// A descriptor naming a memfd that is not sealed against resizing (so a
+/// peer could truncate it under our mapping) is refused.
+#[test]
+fn unsealed_memfd_is_refused() {
+    use std::os::fd::AsRawFd;
+    let fd = rustix::fs::memfd_create("multiproc", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&fd, 4096).unwrap();
+    let st = rustix::fs::fstat(&fd).unwrap();
+    let v = Value::new(1u64).unwrap();
+    let forged = forge(&v.descriptor(), |m| {
+        m.segment = SegmentRef::Memfd {
+            pid: std::process::id(),
+            fd: fd.as_raw_fd(),
+            dev: st.st_dev,
+            ino: st.st_ino,
+        };
+        m.offset = 64;
+    });
+    let err = std::thread::spawn(move || Value::<u64>::attach(&forged).map(|_| ()))
+        .join()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidDescriptor { .. }), "{err}");
+}
+
+/// `open` does not follow a symbolic link planted under the segment's name.
+#[test]
+fn open_refuses_symlink() {
+    let name = ShmName::new("symlink");
+    let target = std::env::temp_dir().join(format!("{}-target", name.0));
+    std::fs::write(&target, [0u8; 4096]).unwrap();
+    std::os::unix::fs::symlink(&target, format!("/dev/shm/{}", name.0)).unwrap();
+    let err = SharedMemory::open(&name.0).unwrap_err();
+    let _ = std::fs::remove_file(&target);
+    assert!(matches!(err, Error::PermissionDenied { .. }), "{err}");
+}
+
+/// The longest name the limit announces really works.
+#[test]
+fn longest_name_is_accepted() {
+    let base = ShmName::new("long");
+    let long = format!(
+        "{}{}",
+        base.0,
+        "x".repeat(multiproc::MAX_NAME_LEN - base.0.len())
+    );
+    assert_eq!(long.len(), multiproc::MAX_NAME_LEN);
+    let shm = SharedMemory::create(&long, 64).unwrap();
+    assert!(SharedMemory::open(&long).is_ok());
+    shm.unlink().unwrap();
 }

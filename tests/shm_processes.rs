@@ -276,7 +276,7 @@ fn blocked_locker_is_woken() {
         *v.lock().unwrap() += 5;
         0
     });
-    std::thread::sleep(Duration::from_millis(50));
+    kid.wait_until_futex_sleep();
     drop(g);
     assert_eq!(kid.join(), 0);
     assert_eq!(v.get(), 5);
@@ -353,4 +353,52 @@ fn role_attach_and_modify() {
     // Wrong types are refused, here too.
     assert!(Value::<f32>::attach(&descs[0]).is_err());
     assert!(Array::<u32>::attach(&descs[1]).is_err());
+}
+
+/// Short-lived threads that each make an object hand their chunk on: they
+/// do not each keep a segment (and a descriptor) alive.
+#[test]
+fn short_lived_threads_share_chunks() {
+    let values: Vec<Value<u64>> = (0..200u64)
+        .map(|i| {
+            std::thread::spawn(move || Value::new(i).unwrap())
+                .join()
+                .unwrap()
+        })
+        .collect();
+    let segments: HashSet<_> = values
+        .iter()
+        .map(|v| segment_identity(&v.descriptor()))
+        .collect();
+    assert!(
+        segments.len() <= 4,
+        "200 threads used {} segments",
+        segments.len()
+    );
+    assert!(values.iter().enumerate().all(|(i, v)| v.get() == i as u64));
+}
+
+/// Making an object from a thread-local destructor (after this crate's own
+/// thread-locals are gone) works instead of aborting.
+#[test]
+fn create_during_thread_local_teardown() {
+    #[allow(clippy::disallowed_types)] // an in-process flag, not shared memory
+    static OK: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    struct MakesValueOnDrop;
+    impl Drop for MakesValueOnDrop {
+        fn drop(&mut self) {
+            if Value::new(5u64).is_ok_and(|v| v.get() == 5) {
+                OK.fetch_add(1, SeqCst);
+            }
+        }
+    }
+    thread_local!(static X: MakesValueOnDrop = const { MakesValueOnDrop });
+    std::thread::spawn(|| {
+        X.with(|_| ());
+        // Touch the arena after X, so its thread-local is destroyed first.
+        drop(Value::new(1u64).unwrap());
+    })
+    .join()
+    .unwrap();
+    assert_eq!(OK.load(SeqCst), 1);
 }

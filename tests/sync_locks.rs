@@ -136,7 +136,7 @@ fn sleeping_waiter_recovers_after_holder_killed() {
         }
     });
     wait_until(&waiting, 1);
-    std::thread::sleep(Duration::from_millis(300)); // let it fall asleep
+    waiter.wait_until_futex_sleep();
     let killed_at = now_ns();
     holder.signal(libc::SIGKILL);
     assert_eq!(holder.join(), -libc::SIGKILL);

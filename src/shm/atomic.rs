@@ -106,7 +106,9 @@ atomic_int! {
 /// The operations are those of the `core::sync::atomic` type for `T` (the
 /// same orderings; `SeqCst` when unsure) and compile to the same
 /// instructions: the integer sits alone in its own cache line of a shared
-/// mapping.
+/// mapping. Like `core`'s, they panic on an ordering the operation cannot
+/// take (`load(Release)`, `store(Acquire)`, a failure ordering of `Release`),
+/// a programming error rather than a runtime condition.
 ///
 /// # Examples
 ///

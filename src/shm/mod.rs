@@ -19,6 +19,8 @@ pub(crate) mod named;
 #[cfg(not(loom))]
 pub(crate) mod object;
 #[cfg(not(loom))]
+pub(crate) mod ranges;
+#[cfg(not(loom))]
 pub(crate) mod segment;
 #[cfg(not(loom))]
 pub(crate) mod value;

@@ -5,11 +5,11 @@ use std::fmt;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use rustix::fs::Mode;
+use rustix::fs::{self, FallocateFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::shm;
 
 use crate::error::{Error, Result};
+use crate::shm::ranges;
 use crate::shm::segment::{Backing, Segment, SegmentRef, check_fits_memory};
 
 /// Longest name accepted, the file-name limit of `/dev/shm` (`NAME_MAX`).
@@ -85,41 +85,53 @@ fn normalize(name: &str) -> Result<&str> {
     Ok(bare)
 }
 
-/// Opens an existing named segment read-write after checking its owner and
-/// mode. Used by [`SharedMemory::open`] and by descriptor attach.
+/// Where POSIX shared memory objects live on Linux (what glibc's `shm_open`
+/// and Python use).
+const SHM_DIR: &str = "/dev/shm";
+
+fn path_of(bare: &str) -> String {
+    format!("{SHM_DIR}/{bare}")
+}
+
+/// Opens an existing named segment read-write after checking that it is a
+/// regular file (not a symbolic link: `O_NOFOLLOW`), owned by this user, and
+/// closed to group and others. Used by [`SharedMemory::open`] and by
+/// descriptor attach.
 pub(crate) fn open_checked(name: &str) -> Result<OwnedFd> {
     let bare = normalize(name)?;
-    let fd = shm::open(
-        format!("/{bare}").as_str(),
-        shm::OFlags::RDWR,
+    let denied = |reason: String| Error::PermissionDenied {
+        name: bare.to_owned(),
+        reason,
+    };
+    let fd = fs::open(
+        path_of(bare).as_str(),
+        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         Mode::empty(),
     )
     .map_err(|e| match e {
         Errno::NOENT => Error::NotFound {
             what: format!("shared memory {bare:?}"),
         },
-        Errno::ACCESS => Error::PermissionDenied {
-            name: bare.to_owned(),
-            reason: "shm_open refused access".into(),
-        },
-        e => Error::io("shm_open", e),
+        Errno::ACCESS => denied("open refused access".into()),
+        Errno::LOOP => denied("it is a symbolic link".into()),
+        e => Error::io("open /dev/shm/<name>", e),
     })?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("fstat", e))?;
+    let st = fs::fstat(&fd).map_err(|e| Error::io("fstat", e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(denied("not a regular file".into()));
+    }
     let me = rustix::process::geteuid().as_raw();
     if st.st_uid != me {
-        return Err(Error::PermissionDenied {
-            name: bare.to_owned(),
-            reason: format!("owned by uid {}, not by this process's uid {me}", st.st_uid),
-        });
+        return Err(denied(format!(
+            "owned by uid {}, not by this process's uid {me}",
+            st.st_uid
+        )));
     }
     if st.st_mode & 0o077 != 0 {
-        return Err(Error::PermissionDenied {
-            name: bare.to_owned(),
-            reason: format!(
-                "mode {:04o} grants access to group or others (want 0600)",
-                st.st_mode & 0o7777
-            ),
-        });
+        return Err(denied(format!(
+            "mode {:04o} grants access to group or others (want 0600)",
+            st.st_mode & 0o7777
+        )));
     }
     Ok(fd)
 }
@@ -144,10 +156,10 @@ impl SharedMemory {
             });
         }
         check_fits_memory(size as u64)?;
-        let path = format!("/{bare}");
-        let fd = shm::open(
+        let path = path_of(bare);
+        let fd = fs::open(
             path.as_str(),
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::RUSR | Mode::WUSR,
         )
         .map_err(|e| match e {
@@ -156,12 +168,20 @@ impl SharedMemory {
             },
             Errno::ACCESS => Error::PermissionDenied {
                 name: bare.to_owned(),
-                reason: "shm_open refused to create it".into(),
+                reason: "open refused to create it".into(),
             },
-            e => Error::io("shm_open", e),
+            e => Error::io("open /dev/shm/<name>", e),
         })?;
-        let sized = rustix::fs::ftruncate(&fd, size as u64)
-            .map_err(|e| Error::io("ftruncate", e))
+        // Reserve the pages now: a full /dev/shm (it often has a size limit)
+        // is an error here rather than a SIGBUS at the first touch later.
+        let sized = fs::fallocate(&fd, FallocateFlags::empty(), 0, size as u64)
+            .map_err(|e| match e {
+                Errno::NOSPC => Error::InvalidSize {
+                    requested: size as u64,
+                    reason: "no space left in /dev/shm",
+                },
+                e => Error::io("fallocate", e),
+            })
             .and_then(|()| Segment::map(fd, Backing::Named(bare.to_owned())));
         match sized {
             Ok(seg) => Ok(SharedMemory {
@@ -170,7 +190,7 @@ impl SharedMemory {
             }),
             Err(e) => {
                 // Leave nothing behind in /dev/shm on a failed create.
-                let _ = shm::unlink(path.as_str());
+                let _ = fs::unlink(path.as_str());
                 Err(e)
             }
         }
@@ -208,11 +228,11 @@ impl SharedMemory {
     /// [`Error::NotFound`] if no segment has this name, [`Error::InvalidName`].
     pub fn remove(name: &str) -> Result<()> {
         let bare = normalize(name)?;
-        shm::unlink(format!("/{bare}").as_str()).map_err(|e| match e {
+        fs::unlink(path_of(bare).as_str()).map_err(|e| match e {
             Errno::NOENT => Error::NotFound {
                 what: format!("shared memory {bare:?}"),
             },
-            e => Error::io("shm_unlink", e),
+            e => Error::io("unlink /dev/shm/<name>", e),
         })
     }
 
@@ -259,7 +279,9 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if the range does not fit.
+    /// [`Error::OutOfBounds`] if the range does not fit,
+    /// [`Error::Overlap`] if it touches a typed object that is live in this
+    /// process (use the object's own handle for its bytes).
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_range(offset, buf.len())?;
         // SAFETY: the range lies inside the mapping (checked); `buf` is ours.
@@ -274,7 +296,9 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if the range does not fit.
+    /// [`Error::OutOfBounds`] if the range does not fit,
+    /// [`Error::Overlap`] if it touches a typed object that is live in this
+    /// process.
     pub fn write_at(&self, offset: usize, buf: &[u8]) -> Result<()> {
         self.check_range(offset, buf.len())?;
         // SAFETY: the range lies inside the mapping (checked).
@@ -286,7 +310,7 @@ impl SharedMemory {
 
     fn check_range(&self, offset: usize, len: usize) -> Result<()> {
         match offset.checked_add(len) {
-            Some(end) if end <= self.size() => Ok(()),
+            Some(end) if end <= self.size() => ranges::check_free(self.seg.file_id(), offset, end),
             end => Err(Error::OutOfBounds {
                 offset: offset as u64,
                 end: end.map_or(u64::MAX, |e| e as u64),

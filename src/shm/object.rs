@@ -21,9 +21,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::loom::atomic::AtomicU64;
+use crate::loom::atomic::{AtomicPtr, Ordering};
 use crate::shm::bump::bump;
 use crate::shm::header::{self, Fingerprint, HEADER_SIZE, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
+use crate::shm::ranges::{self, Registration};
 use crate::shm::segment::{SEGMENT_HEADER_SIZE, Segment, SegmentRef};
 
 /// Writes `open_at`, `attach` and `descriptor` for a typed handle whose impl
@@ -75,8 +77,66 @@ pub(crate) use attach_api;
 /// Size of an arena chunk.
 pub(crate) const CHUNK_SIZE: usize = 1 << 20;
 
+/// This thread's current chunk; on thread exit it is left in [`SPARE`] for
+/// the next thread that needs one, so short-lived threads do not each keep a
+/// chunk (and its descriptor) alive.
+struct ChunkSlot(RefCell<Option<Arc<Segment>>>);
+
+impl Drop for ChunkSlot {
+    fn drop(&mut self) {
+        if let Some(seg) = self.0.get_mut().take() {
+            let old = SPARE.swap(Arc::into_raw(seg).cast_mut(), Ordering::AcqRel);
+            if !old.is_null() {
+                // SAFETY: SPARE only ever holds pointers from `Arc::into_raw`,
+                // and the swap made this one ours.
+                drop(unsafe { Arc::from_raw(old) });
+            }
+        }
+    }
+}
+
 thread_local! {
-    static CURRENT_CHUNK: RefCell<Option<Arc<Segment>>> = const { RefCell::new(None) };
+    static CURRENT_CHUNK: ChunkSlot = const { ChunkSlot(RefCell::new(None)) };
+}
+
+/// A chunk left by an exited thread (an `Arc::into_raw` pointer, or null).
+/// Lock-free, so a fork never inherits it locked.
+static SPARE: AtomicPtr<Segment> = AtomicPtr::new(std::ptr::null_mut());
+
+fn take_spare() -> Option<Arc<Segment>> {
+    let p = SPARE.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    // SAFETY: SPARE only ever holds pointers from `Arc::into_raw`, and the
+    // swap made this one ours.
+    (!p.is_null()).then(|| unsafe { Arc::from_raw(p) })
+}
+
+/// Reserves room for `layout` in this thread's chunk (taking a spare or a new
+/// chunk when needed; a new one if `fresh`).
+fn arena_reserve(layout: &ObjectLayout, fresh: bool) -> Result<(Arc<Segment>, usize)> {
+    let reserve = |cur: &mut Option<Arc<Segment>>| -> Result<(Arc<Segment>, usize)> {
+        if fresh {
+            *cur = None;
+        } else if cur.is_none() {
+            *cur = take_spare();
+        }
+        if let Some(seg) = cur.as_ref()
+            && let Some(off) = bump_in(seg, layout)
+        {
+            return Ok((Arc::clone(seg), off));
+        }
+        let seg = Segment::create_memfd(CHUNK_SIZE)?;
+        let off = bump_in(&seg, layout).ok_or(Error::InvalidSize {
+            requested: layout.total_size as u64,
+            reason: "object does not fit a fresh chunk",
+        })?;
+        *cur = Some(Arc::clone(&seg));
+        Ok((seg, off))
+    };
+    // During thread-local teardown (an object made from a TLS destructor)
+    // the slot is gone: give the object a chunk of its own.
+    CURRENT_CHUNK
+        .try_with(|slot| reserve(&mut slot.0.borrow_mut()))
+        .unwrap_or_else(|_| reserve(&mut None))
 }
 
 /// Everything needed to find and check an object from another process: its
@@ -143,8 +203,9 @@ impl Descriptor {
         self.len
     }
 
-    /// Always `false`: objects hold at least one element. Present for
-    /// symmetry with [`len`](Self::len).
+    /// Whether the length is zero: never for a descriptor this crate made
+    /// (objects hold at least one element); such a descriptor attaches to
+    /// nothing.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -185,6 +246,8 @@ pub(crate) struct Placed {
     seg: Arc<Segment>,
     offset: usize,
     layout: ObjectLayout,
+    /// This object's entry in the table of live objects.
+    _reg: Arc<Registration>,
 }
 
 impl fmt::Debug for Placed {
@@ -201,49 +264,50 @@ impl Placed {
     /// Places a new object in this thread's arena (or a segment of its own if
     /// it is large). The payload is zero; call `publish` once it is set.
     pub(crate) fn alloc(layout: ObjectLayout) -> Result<Placed> {
-        let mut dedicated = false;
-        let (seg, offset) = if layout.total_size + layout.align > CHUNK_SIZE / 4 {
+        if layout.total_size + layout.align > CHUNK_SIZE / 4 {
             let seg = Segment::create_memfd(
                 SEGMENT_HEADER_SIZE.next_multiple_of(layout.align) + layout.total_size,
             )?;
-            let off = bump_in(&seg, &layout).ok_or(Error::InvalidSize {
+            let offset = bump_in(&seg, &layout).ok_or(Error::InvalidSize {
                 requested: layout.total_size as u64,
                 reason: "object does not fit its own segment",
             })?;
-            dedicated = true;
-            (seg, off)
-        } else {
-            CURRENT_CHUNK.with(|cur| -> Result<_> {
-                let mut cur = cur.borrow_mut();
-                if let Some(seg) = cur.as_ref()
-                    && let Some(off) = bump_in(seg, &layout)
-                {
-                    return Ok((Arc::clone(seg), off));
+            // A fresh memfd reads as zeros: no need to zero the payload.
+            return Placed::claim(seg, offset, layout);
+        }
+        // A chunk whose shared bump pointer a peer moved back can hand out a
+        // range that is already in use; then this thread leaves that chunk
+        // for a fresh one.
+        let mut fresh = false;
+        loop {
+            let (seg, offset) = arena_reserve(&layout, fresh)?;
+            match Placed::claim(seg, offset, layout) {
+                Ok(placed) => {
+                    // Chunk space is fresh (zero) unless a peer rewound the
+                    // bump pointer; small objects are zeroed to be sure.
+                    placed.zero_payload();
+                    return Ok(placed);
                 }
-                let seg = Segment::create_memfd(CHUNK_SIZE)?;
-                let off = bump_in(&seg, &layout).ok_or(Error::InvalidSize {
-                    requested: layout.total_size as u64,
-                    reason: "object does not fit a fresh chunk",
-                })?;
-                *cur = Some(Arc::clone(&seg));
-                Ok((seg, off))
-            })?
-        };
-        // SAFETY: `bump_in` returned an `align`-aligned range of
-        // `total_size` bytes inside the mapping, reserved for us alone.
+                Err(Error::Overlap { .. } | Error::AlreadyExists { .. }) if !fresh => fresh = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Registers the range and claims the header at `offset` of `seg`.
+    fn claim(seg: Arc<Segment>, offset: usize, layout: ObjectLayout) -> Result<Placed> {
+        // Register first: a range that overlaps a live object must not be
+        // touched at all.
+        let reg = ranges::register(seg.file_id(), offset, &layout)?;
+        // SAFETY: the caller checked that offset..offset+total_size lies in
+        // the mapping and is `layout.align`-aligned.
         unsafe { header::claim(seg.base().add(offset), offset as u64, &layout)? };
-        let placed = Placed {
+        Ok(Placed {
             seg,
             offset,
             layout,
-        };
-        if !dedicated {
-            // A fresh memfd reads as zeros; chunk space is never reused either,
-            // but a peer could have moved the shared bump pointer back, so
-            // small objects are zeroed explicitly (cheap at this size).
-            placed.zero_payload();
-        }
-        Ok(placed)
+            _reg: reg,
+        })
     }
 
     /// Zeroes everything after the header (lock word and elements).
@@ -259,8 +323,8 @@ impl Placed {
         };
     }
 
-    /// Places a new object at `offset` of a named segment. The payload is left
-    /// as it is (zero in a fresh segment); call `publish` once it is set.
+    /// Places a new object at `offset` of a named segment, its payload
+    /// zeroed; call `publish` once it is set.
     pub(crate) fn create_at(
         shm: &SharedMemory,
         offset: usize,
@@ -276,13 +340,7 @@ impl Placed {
                 align: layout.align as u64,
             });
         }
-        // SAFETY: the range is inside the mapping and aligned (checked above).
-        unsafe { header::claim(seg.base().add(offset), offset as u64, &layout)? };
-        let placed = Placed {
-            seg: Arc::clone(seg),
-            offset,
-            layout,
-        };
+        let placed = Placed::claim(Arc::clone(seg), offset, layout)?;
         placed.zero_payload();
         Ok(placed)
     }
@@ -306,11 +364,16 @@ impl Placed {
         // SAFETY: the mapping is valid for `seg.len()` bytes and page-aligned.
         let layout =
             unsafe { header::validate(seg.base(), seg.len(), offset, kind, fingerprint, len)? };
+        // `validate` checked that the object lies within the mapping.
+        let offset = offset as usize;
+        // The same object attached twice shares one registration; an object
+        // inside another live one (a forged descriptor) is refused.
+        let reg = ranges::register(seg.file_id(), offset, &layout)?;
         Ok(Placed {
             seg,
-            // `validate` checked that the offset lies within the mapping.
-            offset: offset as usize,
+            offset,
             layout,
+            _reg: reg,
         })
     }
 

@@ -15,7 +15,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Weak};
 
 use memmap2::{MmapOptions, MmapRaw};
-use rustix::fs::{self, MemfdFlags, SealFlags};
+use rustix::fs::{self, MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -147,7 +148,8 @@ impl Segment {
     pub(crate) fn register(self) -> Arc<Segment> {
         let key = (self.dev, self.ino);
         let seg = Arc::new(self);
-        REGISTRY.with(|r| {
+        // During thread-local teardown there is no registry: skip it.
+        let _ = REGISTRY.try_with(|r| {
             let mut r = r.borrow_mut();
             if r.len() >= 64 && r.len().is_power_of_two() {
                 r.retain(|_, w| w.strong_count() > 0);
@@ -159,7 +161,10 @@ impl Segment {
 
     /// The live segment for this file identity, if this thread maps it.
     pub(crate) fn lookup(dev: u64, ino: u64) -> Option<Arc<Segment>> {
-        REGISTRY.with(|r| r.borrow().get(&(dev, ino)).and_then(Weak::upgrade))
+        REGISTRY
+            .try_with(|r| r.borrow().get(&(dev, ino)).and_then(Weak::upgrade))
+            .ok()
+            .flatten()
     }
 
     /// Attaches the segment a descriptor names: reuses this thread's
@@ -173,32 +178,50 @@ impl Segment {
                 }
                 // An inherited descriptor (spawned children) first.
                 if let Some(own) = dup_if_same(*fd, *dev, *ino) {
+                    require_sealed(&own)?;
                     return Ok(Segment::map(own, Backing::Memfd)?.register());
                 }
                 let path = format!("/proc/{pid}/fd/{fd}");
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| match e.kind() {
-                        std::io::ErrorKind::NotFound => Error::NotFound {
-                            what: format!(
-                                "memfd segment {path} (its process or descriptor is gone)"
-                            ),
-                        },
-                        std::io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+                let gone = || Error::NotFound {
+                    what: format!("memfd segment {path} (its process or descriptor is gone)"),
+                };
+                // Look before opening: only a memfd of ours is worth opening
+                // (opening a tty, FIFO or device could block or have effects).
+                match std::fs::read_link(&path) {
+                    Ok(target) if target.to_string_lossy().starts_with(MEMFD_LINK_PREFIX) => {}
+                    Ok(_) => {
+                        return Err(Error::InvalidDescriptor {
+                            reason: format!("{path} is not a multiproc memfd"),
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        return Err(Error::PermissionDenied {
                             name: path.clone(),
                             reason: "cannot open another process's descriptor".into(),
-                        },
-                        _ => Error::io("open /proc/<pid>/fd/<fd>", e),
-                    })?;
-                let owned = OwnedFd::from(file);
+                        });
+                    }
+                    Err(_) => return Err(gone()),
+                }
+                let owned = fs::open(
+                    path.as_str(),
+                    OFlags::RDWR | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+                    Mode::empty(),
+                )
+                .map_err(|e| match e {
+                    Errno::NOENT => gone(),
+                    Errno::ACCESS | Errno::PERM => Error::PermissionDenied {
+                        name: path.clone(),
+                        reason: "cannot open another process's descriptor".into(),
+                    },
+                    e => Error::io("open /proc/<pid>/fd/<fd>", e),
+                })?;
                 let st = fs::fstat(&owned).map_err(|e| Error::io("fstat", e))?;
                 if (st.st_dev, st.st_ino) != (*dev, *ino) {
                     return Err(Error::InvalidDescriptor {
                         reason: format!("{path} is not the segment the descriptor names"),
                     });
                 }
+                require_sealed(&owned)?;
                 Ok(Segment::map(owned, Backing::Memfd)?.register())
             }
             SegmentRef::Named { name, dev, ino } => {
@@ -236,6 +259,12 @@ impl Segment {
         }
     }
 
+    /// The file's identity (device, inode).
+    #[inline]
+    pub(crate) fn file_id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
     /// First byte of the mapping (page-aligned).
     #[inline]
     pub(crate) fn base(&self) -> *mut u8 {
@@ -254,6 +283,23 @@ impl Segment {
         // segment header whose word at NEXT_OFFSET (8-aligned) is the bump
         // pointer; the mapping lives as long as `self`.
         unsafe { AtomicU64::from_ptr(self.base().add(NEXT_OFFSET).cast::<u64>()) }
+    }
+}
+
+/// What `/proc/<pid>/fd/<fd>` reads for a memfd this crate made.
+const MEMFD_LINK_PREFIX: &str = "/memfd:multiproc";
+
+/// Refuses a memfd that could shrink under our mapping (one not made by this
+/// crate, which seals every memfd against resizing): accesses past a
+/// truncation would fault with SIGBUS.
+fn require_sealed(fd: &OwnedFd) -> Result<()> {
+    let seals = fs::fcntl_get_seals(fd).unwrap_or(SealFlags::empty());
+    if seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+        Ok(())
+    } else {
+        Err(Error::InvalidDescriptor {
+            reason: "the file is not a sealed multiproc memfd".into(),
+        })
     }
 }
 

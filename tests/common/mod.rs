@@ -90,6 +90,26 @@ impl Child {
         }
     }
 
+    /// Waits (up to [`DEADLINE`]) until the child sleeps in a futex wait,
+    /// as read from `/proc/<pid>/wchan`: proof that a wake-up test really
+    /// tests a wake-up.
+    pub fn wait_until_futex_sleep(&self) {
+        let end = Instant::now() + DEADLINE;
+        let path = format!("/proc/{}/wchan", self.pid);
+        loop {
+            let wchan = std::fs::read_to_string(&path).unwrap_or_default();
+            if wchan.starts_with("futex") {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "child {} never slept on a futex (wchan {wchan:?})",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Sends `sig` to the child.
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: signals only our own unreaped child.
@@ -137,12 +157,21 @@ pub fn run_self(test_name: &str, data: &[u8]) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn test binary");
+    // Drain both pipes while waiting, so a chatty child never blocks on a
+    // full pipe.
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
     let end = Instant::now() + DEADLINE;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            let out = child.wait_with_output().expect("output");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr);
+            let text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
             return (status.code().unwrap_or(-1), text);
         }
         if Instant::now() >= end {
@@ -172,6 +201,8 @@ pub fn from_hex(s: &str) -> Vec<u8> {
 }
 
 /// A unique name for a named segment, removed (if still there) on drop.
+/// Drop does not run in a forked child (it leaves with `_exit`): create and
+/// own names in the parent.
 pub struct ShmName(pub String);
 
 impl ShmName {
