@@ -12,6 +12,12 @@
 //! | [`AtomicValue<T>`] | — | a lock-free shared integer (`fetch_add`, `compare_exchange`, ...) |
 //! | [`SharedMemory`] | `multiprocessing.shared_memory.SharedMemory` | a named segment for unrelated processes |
 //! | [`Descriptor`] | pickling a shared object | finds and re-validates an object from another process |
+//! | [`Mutex<T>`], [`Lock`] | `multiprocessing.Lock` | process-shared lock that survives a dead holder ([`OwnerDied`]) |
+//! | [`RLock`] | `multiprocessing.RLock` | re-entrant per thread, robust too |
+//! | [`Condition`] | `multiprocessing.Condition` | condition variable used with a [`Mutex`] guard |
+//! | [`Semaphore`], [`BoundedSemaphore`] | same names | counting semaphores |
+//! | [`Event`] | `multiprocessing.Event` | a flag processes wait on |
+//! | [`Barrier`] | `multiprocessing.Barrier` | rendezvous of `n` parties, reusable, breakable |
 //!
 //! `T` is any [`bytemuck::Pod`] type: integers, floats, arrays of them,
 //! `#[repr(C)]` structs deriving `Pod`.
@@ -56,6 +62,10 @@
 //! # }
 //! ```
 //!
+//! Blocking calls spin briefly, then sleep on the kernel's shared futex, and
+//! every one has a `*_timeout` form; releasing, setting or notifying makes no
+//! system call when nobody sleeps.
+//!
 //! # Platform
 //!
 //! Linux only: memfd, shared futexes and `/proc` are Linux facilities.
@@ -99,9 +109,12 @@ pub use shm::{
 };
 #[cfg(not(loom))]
 pub use sync::{
+    barrier::{Barrier, BarrierWaitResult, BrokenBarrier},
     condition::{Condition, WaitTimeoutResult},
+    event::Event,
     mutex::{
         Lock, LockResult, Mutex, MutexGuard, NotOwner, OwnerDied, TryLockError, TryLockResult,
     },
     rlock::{RLock, RLockGuard},
+    semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard},
 };

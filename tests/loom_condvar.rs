@@ -39,6 +39,7 @@ fn lock(s: &Shared, tid: u32) {
 }
 
 fn unlock(s: &Shared) {
+    // SAFETY: this model thread holds the lock here.
     unsafe { RobustLock::unlock(&s.lock, &s.futex) };
 }
 
@@ -58,6 +59,7 @@ fn model(notify_under_lock: bool) {
             let s = s.clone();
             loom::thread::spawn(move || {
                 lock(&s, 2);
+                // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
                 s.ready.with_mut(|r| unsafe { *r = true });
                 if notify_under_lock {
                     RawCondvar::notify(&s.seq, &s.waiters, &s.futex, 1);
@@ -69,6 +71,7 @@ fn model(notify_under_lock: bool) {
             })
         };
         lock(&s, 1);
+        // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
         while !s.ready.with(|r| unsafe { *r }) {
             let token = RawCondvar::prepare(&s.seq, &s.waiters);
             unlock(&s);

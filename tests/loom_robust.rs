@@ -61,10 +61,12 @@ fn lock(s: &Shared, tid: u32) -> Locked {
 fn increment(s: &Shared, tid: u32) {
     assert_eq!(lock(s, tid), Locked::Clean);
     // loom reports a data race here if two holders ever overlap.
+    // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
     s.data.with_mut(|p| unsafe {
         (*p)[0] += 1;
         (*p)[1] += 1;
     });
+    // SAFETY: this model thread holds the lock here.
     unsafe { RobustLock::unlock(&s.word, &s.futex) };
 }
 
@@ -79,6 +81,7 @@ fn two_threads_exclusion_and_wakeup() {
         };
         increment(&s, 1);
         t.join().unwrap();
+        // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
         assert_eq!(s.data.with(|p| unsafe { *p }), [2, 2]);
         assert_eq!(RobustLock::owner(&s.word), None);
     });
@@ -101,6 +104,7 @@ fn three_threads() {
         for t in ts {
             t.join().unwrap();
         }
+        // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
         assert_eq!(s.data.with(|p| unsafe { *p }), [3, 3]);
         assert_eq!(RobustLock::owner(&s.word), None);
     });
@@ -110,6 +114,7 @@ fn three_threads() {
 /// marks consistent, increments, unlocks. Returns how it got the lock.
 fn survive(s: &Shared, tid: u32) -> Locked {
     let how = lock(s, tid);
+    // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
     s.data.with_mut(|p| unsafe {
         if (*p)[0] != (*p)[1] {
             assert_eq!(how, Locked::OwnerDied, "torn data reported clean");
@@ -119,8 +124,10 @@ fn survive(s: &Shared, tid: u32) -> Locked {
         (*p)[1] += 1;
     });
     if how == Locked::OwnerDied {
+        // SAFETY: this model thread holds the lock here.
         unsafe { RobustLock::mark_consistent(&s.word) };
     }
+    // SAFETY: this model thread holds the lock here.
     unsafe { RobustLock::unlock(&s.word, &s.futex) };
     how
 }
@@ -136,6 +143,7 @@ fn owner_death_is_recovered() {
             let s = s.clone();
             loom::thread::spawn(move || {
                 assert_eq!(lock(&s, 1), Locked::Clean);
+                // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
                 s.data.with_mut(|p| unsafe { (*p)[0] += 1 });
                 s.deaths.dead[1].store(true, Ordering::SeqCst);
             })
@@ -145,6 +153,7 @@ fn owner_death_is_recovered() {
         // Either the survivor came first (clean; the dying thread then tore
         // the data and still holds the lock) or after the death (it was told,
         // repaired, and released a consistent lock).
+        // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
         let data = s.data.with(|p| unsafe { *p });
         match how {
             Locked::Clean => {
@@ -169,6 +178,7 @@ fn takeover_happens_once() {
         let s = shared(ModelFutex::timing_out());
         s.word.store(me(1).bits(), Ordering::SeqCst);
         s.deaths.dead[1].store(true, Ordering::SeqCst);
+        // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
         s.data.with_mut(|p| unsafe { *p = [1, 0] });
         let t = {
             let s = s.clone();
@@ -181,6 +191,7 @@ fn takeover_happens_once() {
             .filter(|h| **h == Locked::OwnerDied)
             .count();
         assert_eq!(died, 1, "{mine:?} {theirs:?}");
+        // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
         assert_eq!(s.data.with(|p| unsafe { *p }), [3, 3]);
         assert!(!RobustLock::is_poisoned(&s.word));
         assert_eq!(RobustLock::owner(&s.word), None);
@@ -196,13 +207,16 @@ fn unrepaired_death_is_reported_again() {
         s.word.store(me(1).bits(), Ordering::SeqCst);
         s.deaths.dead[1].store(true, Ordering::SeqCst);
         assert_eq!(lock(&s, 2), Locked::OwnerDied);
+        // SAFETY: this model thread holds the lock here.
         unsafe { RobustLock::unlock(&s.word, &s.futex) };
         assert!(RobustLock::is_poisoned(&s.word));
         assert_eq!(
             RobustLock::try_lock(&s.word, me(3)),
             Some(Locked::OwnerDied)
         );
+        // SAFETY: this model thread holds the lock here.
         unsafe { RobustLock::mark_consistent(&s.word) };
+        // SAFETY: this model thread holds the lock here.
         unsafe { RobustLock::unlock(&s.word, &s.futex) };
         assert_eq!(RobustLock::try_lock(&s.word, me(2)), Some(Locked::Clean));
     });

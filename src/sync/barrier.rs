@@ -1,1 +1,401 @@
-//! (in progress)
+//! `Barrier` (Python's `multiprocessing.Barrier`), placed in shared memory.
+//!
+//! Two words after the object header: the barrier word (arrivals, flags,
+//! generation; see [`RawBarrier`] for the algorithm) and the number of
+//! parties, written once before publish.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::named::SharedMemory;
+use crate::shm::object::{Placed, attach_api};
+use crate::shm::value::{Place, deadline};
+use crate::sync::raw::barrier::{MAX_PARTIES, RawBarrier};
+use crate::sync::raw::futex::Futex;
+
+/// A `Barrier` in shared memory: only ever accessed through atomics.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct BarrierState {
+    /// `RawBarrier`'s word.
+    word: u32,
+    /// How many waiters release a round.
+    parties: u32,
+}
+
+/// The barrier is broken: a waiter timed out, someone called
+/// [`Barrier::abort`] or [`Barrier::reset`] while this waiter waited, or the
+/// barrier was already broken. Python's `BrokenBarrierError`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, thiserror::Error)]
+#[error("the barrier is broken")]
+pub struct BrokenBarrier;
+
+/// What a successful [`Barrier::wait`] returns: whether this waiter is the
+/// round's leader (as `std::sync::BarrierWaitResult`), and its arrival index
+/// (as Python's `wait()` return value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BarrierWaitResult {
+    index: u32,
+    leader: bool,
+}
+
+impl BarrierWaitResult {
+    /// `true` for exactly one waiter per round: the one whose arrival
+    /// completed it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let b = multiproc::Barrier::new(1)?;
+    /// assert!(b.wait()?.is_leader());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_leader(&self) -> bool {
+        self.leader
+    }
+
+    /// Arrival order in the round, `0..parties`: different for every waiter
+    /// of a round; the leader's is `parties - 1`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let b = multiproc::Barrier::new(1)?;
+    /// assert_eq!(b.wait()?.index(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+}
+
+/// A meeting point for a fixed number of processes: Python's
+/// `multiprocessing.Barrier`.
+///
+/// Each of `parties` waiters calls [`wait`](Self::wait); all of them sleep
+/// until the last arrives, then all return, exactly one of them as the
+/// [leader](BarrierWaitResult::is_leader). The barrier is then ready for the
+/// next round.
+///
+/// As in Python, a barrier can *break*: when a waiter's
+/// [`wait_timeout`](Self::wait_timeout) runs out, or someone calls
+/// [`abort`](Self::abort). Every waiter of the round, and every later one,
+/// then gets [`BrokenBarrier`] until [`reset`](Self::reset).
+///
+/// Waiting spins briefly, then sleeps on a shared futex; the last arrival
+/// makes no system call when nobody sleeps. A process that dies inside
+/// `wait` stays counted: its round cannot complete (others' timeouts break
+/// it).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Barrier;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let b = Barrier::new(2)?;
+/// let other = b.clone(); // or a forked child's copy
+/// let t = std::thread::spawn(move || other.wait().map(|r| r.is_leader()));
+/// let me = b.wait()?.is_leader();
+/// let them = t.join().unwrap()?;
+/// assert!(me != them); // exactly one leader
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    obj: Placed,
+    /// Read once when placed or attached: a peer scribbling over it later
+    /// cannot change this handle's view.
+    parties: u32,
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties)
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.is_broken())
+            .field("place", &self.obj)
+            .finish()
+    }
+}
+
+impl Barrier {
+    /// Places a barrier for `parties` waiters in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSize`] for 0 parties or more than 32,767,
+    /// [`Error::Io`] if a new segment cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let b = multiproc::Barrier::new(4)?;
+    /// assert_eq!(b.parties(), 4);
+    /// assert!(multiproc::Barrier::new(0).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(parties: u32) -> Result<Self> {
+        Self::make(Place::Arena, parties)
+    }
+
+    /// Places a barrier for `parties` waiters at `offset` of a named segment,
+    /// for unrelated processes to [`open_at`](Self::open_at). `offset` must
+    /// be a multiple of [`shared_align`](Self::shared_align) with
+    /// [`shared_size`](Self::shared_size) bytes free after it.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new), plus
+    /// [`Error::OutOfBounds`] for a misaligned or too-late offset and
+    /// [`Error::AlreadyExists`] if an object was already placed there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Barrier, SharedMemory};
+    /// # fn main() -> multiproc::Result<()> {
+    /// # let name = format!("multiproc-doc-barrier-{}", std::process::id());
+    /// let shm = SharedMemory::create(&name, 4096)?;
+    /// let b = Barrier::create_at(&shm, 0, 3)?;
+    /// assert_eq!(Barrier::open_at(&shm, 0)?.parties(), 3);
+    /// # drop(b);
+    /// # shm.unlink()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create_at(shm: &SharedMemory, offset: usize, parties: u32) -> Result<Self> {
+        Self::make(Place::At(shm, offset), parties)
+    }
+
+    fn make(place: Place<'_>, parties: u32) -> Result<Self> {
+        if parties == 0 || parties > MAX_PARTIES {
+            return Err(Error::InvalidSize {
+                requested: u64::from(parties),
+                reason: if parties == 0 {
+                    "a barrier needs at least one party"
+                } else {
+                    "a barrier takes at most 32767 parties"
+                },
+            });
+        }
+        let layout = ObjectLayout::new::<BarrierState>(ObjectKind::Barrier, 1)?;
+        let obj = place.make(layout, |p| {
+            let state = BarrierState { word: 0, parties };
+            // SAFETY: the data pointer is aligned and valid for one
+            // BarrierState; nobody else can see it before `publish`.
+            unsafe { p.cast::<BarrierState>().write(state) }
+        })?;
+        Ok(Self::from_placed(obj))
+    }
+
+    attach_api!("Barrier", ObjectKind::Barrier, Some(1), BarrierState);
+
+    fn from_placed(obj: Placed) -> Self {
+        // SAFETY: BarrierState holds `parties` as its second u32.
+        let parties = unsafe { word(&obj, 1) }.load(Ordering::Relaxed);
+        // A scribbled 0 would make every waiter a leader of its own round;
+        // clamp to the smallest real barrier instead.
+        Barrier {
+            obj,
+            parties: parties.clamp(1, MAX_PARTIES),
+        }
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+
+    /// Bytes a `Barrier` takes in a segment.
+    pub fn shared_size() -> usize {
+        ObjectLayout::new::<BarrierState>(ObjectKind::Barrier, 1)
+            .map_or(usize::MAX, |l| l.total_size)
+    }
+
+    /// Alignment a `Barrier` needs in a segment (64).
+    pub fn shared_align() -> usize {
+        ObjectLayout::new::<BarrierState>(ObjectKind::Barrier, 1).map_or(usize::MAX, |l| l.align)
+    }
+
+    #[inline]
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: BarrierState holds the barrier word as its first u32.
+        unsafe { word(&self.obj, 0) }
+    }
+
+    /// Waits until `parties` waiters (this one included) have arrived in this
+    /// round (Python's `wait()`). See [`wait_timeout`](Self::wait_timeout) to
+    /// give up after a while.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokenBarrier`] if the barrier is broken, or breaks while waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let b = multiproc::Barrier::new(1)?;
+    /// for _ in 0..3 {
+    ///     assert!(b.wait()?.is_leader()); // a party of one leads every round
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn wait(&self) -> Result<BarrierWaitResult, BrokenBarrier> {
+        self.wait_until(None)
+    }
+
+    /// Waits as [`wait`](Self::wait) for at most `timeout` (Python's
+    /// `wait(timeout)`). Running out of time breaks the barrier for
+    /// everybody, as in Python.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokenBarrier`] if the barrier is or becomes broken, or if the
+    /// timeout runs out (which breaks it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> multiproc::Result<()> {
+    /// let b = multiproc::Barrier::new(2)?;
+    /// assert!(b.wait_timeout(Duration::from_millis(5)).is_err()); // nobody came
+    /// assert!(b.is_broken());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BrokenBarrier> {
+        self.wait_until(deadline(timeout))
+    }
+
+    fn wait_until(
+        &self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<BarrierWaitResult, BrokenBarrier> {
+        RawBarrier::wait(self.word(), self.parties, &Futex, deadline)
+            .map(|a| BarrierWaitResult {
+                index: a.index,
+                leader: a.leader,
+            })
+            .map_err(|_| BrokenBarrier)
+    }
+
+    /// Breaks the barrier: every waiter, now and until
+    /// [`reset`](Self::reset), gets [`BrokenBarrier`] (Python's `abort()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let b = multiproc::Barrier::new(2)?;
+    /// b.abort();
+    /// assert!(b.is_broken());
+    /// assert!(b.wait().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn abort(&self) {
+        RawBarrier::abort(self.word(), &Futex);
+    }
+
+    /// Makes the barrier whole and empty again (Python's `reset()`). Waiters
+    /// of the current round get [`BrokenBarrier`]; new arrivals wait until
+    /// those have left, then fill a fresh round.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let b = multiproc::Barrier::new(1)?;
+    /// b.abort();
+    /// b.reset();
+    /// assert!(!b.is_broken());
+    /// assert!(b.wait()?.is_leader());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn reset(&self) {
+        RawBarrier::reset(self.word(), &Futex);
+    }
+
+    /// Whether the barrier is broken (a snapshot; Python's `broken`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let b = multiproc::Barrier::new(3)?;
+    /// assert!(!b.is_broken());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_broken(&self) -> bool {
+        RawBarrier::is_broken(self.word())
+    }
+
+    /// How many waiters release a round (Python's `parties`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// assert_eq!(multiproc::Barrier::new(5)?.parties(), 5);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn parties(&self) -> u32 {
+        self.parties
+    }
+
+    /// How many waiters are waiting in the current round (a snapshot, 0 when
+    /// broken; Python's `n_waiting`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let b = multiproc::Barrier::new(2)?;
+    /// assert_eq!(b.n_waiting(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn n_waiting(&self) -> u32 {
+        RawBarrier::n_waiting(self.word())
+    }
+}
+
+/// The `index`th `u32` of a barrier's state, as an atomic.
+///
+/// # Safety
+///
+/// `index` must be 0 or 1 (the fields of [`BarrierState`]).
+unsafe fn word(obj: &Placed, index: usize) -> &AtomicU32 {
+    // SAFETY: the data pointer is aligned for BarrierState (align 4) and
+    // valid for both its fields (the caller's contract) while the mapping
+    // lives, which `obj` guarantees for the returned lifetime; after publish
+    // every process accesses these words only atomically.
+    unsafe { AtomicU32::from_ptr(obj.data().cast::<u32>().add(index)) }
+}

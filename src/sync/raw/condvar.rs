@@ -14,11 +14,10 @@
 
 use std::time::Duration;
 
-use super::futex::Waiter;
+use super::futex::{Waiter, load_sc};
 use crate::loom::atomic::{AtomicU32, Ordering};
 
-/// Wake count meaning "everyone".
-pub const ALL: u32 = i32::MAX as u32;
+pub use super::futex::WAKE_ALL as ALL;
 
 /// Operations on a condition variable's two words.
 pub struct RawCondvar;
@@ -31,7 +30,7 @@ impl RawCondvar {
         // SYNC: SeqCst with the SeqCst bump and load in `notify`: either the
         // notifier sees this registration, or we see its bump below.
         waiters.fetch_add(1, Ordering::SeqCst);
-        seq.load(Ordering::SeqCst)
+        load_sc(seq)
     }
 
     /// Sleeps while the sequence still equals `token` (after the caller
@@ -52,7 +51,7 @@ impl RawCondvar {
     pub fn notify<W: Waiter>(seq: &AtomicU32, waiters: &AtomicU32, waiter: &W, count: u32) {
         // SYNC: pairs with the SeqCst registration in `prepare`.
         seq.fetch_add(1, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) != 0 {
+        if load_sc(waiters) != 0 {
             waiter.wake(seq, count);
         }
     }

@@ -8,9 +8,9 @@
 //! (`FUTEX_PRIVATE_FLAG`) is keyed by the address space and would wake nobody
 //! in another process: it is never used here.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::loom::atomic::{AtomicU32, AtomicU64};
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Sleep-until-changed and wake-sleepers on a 32-bit word, the futex contract.
 ///
@@ -33,6 +33,54 @@ pub unsafe trait Waiter {
     fn wait64(&self, word: &AtomicU64, expected_low: u32, timeout: Option<Duration>);
     /// As [`wake`](Waiter::wake), on the low 32 bits of a 64-bit word.
     fn wake64(&self, word: &AtomicU64, count: u32);
+}
+
+/// The largest `count` a futex wake takes: the kernel reads the count as a
+/// signed `int`, so `u32::MAX` would mean `-1` and wake just one sleeper.
+pub const WAKE_ALL: u32 = i32::MAX as u32;
+
+/// Spin rounds before sleeping: exponential backoff of `1, 2, 4, ...` pause
+/// hints, as crossbeam's `Backoff::spin`, about a microsecond in all. Under
+/// loom one round keeps models small.
+#[cfg(not(loom))]
+pub const SPIN_ROUNDS: u32 = 6;
+#[cfg(loom)]
+pub const SPIN_ROUNDS: u32 = 1;
+
+/// Pauses for spin round `round` (`2^round` pause hints).
+#[inline]
+pub(crate) fn backoff(round: u32) {
+    for _ in 0..(1u32 << round.min(16)) {
+        crate::loom::spin_hint();
+    }
+}
+
+/// What is left until `deadline`: `Ok(None)` without a deadline,
+/// `Ok(Some(left))` before it, `Err(())` once it has passed.
+#[inline]
+pub(crate) fn time_left(deadline: Option<Instant>) -> Result<Option<Duration>, ()> {
+    match deadline {
+        None => Ok(None),
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => Err(()),
+        },
+    }
+}
+
+/// A `SeqCst` load, for the reading half of a Dekker pair.
+///
+/// loom treats `SeqCst` loads as `Acquire` (tokio-rs/loom#180) and would
+/// report lost wake-ups the real memory model rules out; under loom this is
+/// a `fetch_add(0)`, which, like every read-modify-write, reads the newest
+/// value, as a `SeqCst` load ordered after a `SeqCst` write in the single
+/// total order does.
+#[inline]
+pub(crate) fn load_sc(word: &AtomicU32) -> u32 {
+    #[cfg(not(loom))]
+    return word.load(Ordering::SeqCst);
+    #[cfg(loom)]
+    return word.fetch_add(0, Ordering::SeqCst);
 }
 
 /// Address of the low 32 bits of a 64-bit word.

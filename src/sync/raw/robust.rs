@@ -45,7 +45,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::futex::Waiter;
+use super::futex::{SPIN_ROUNDS, Waiter, backoff, time_left};
 use crate::loom::atomic::{AtomicU64, Ordering};
 
 /// Mask of the owner TID bits.
@@ -54,12 +54,6 @@ pub const TID_MASK: u64 = (1 << 30) - 1;
 pub const DIED: u64 = 1 << 30;
 /// Someone may sleep on the futex.
 pub const WAITERS: u64 = 1 << 31;
-
-/// Spin rounds before sleeping (see `simple_lock`).
-#[cfg(not(loom))]
-const SPIN_ROUNDS: u32 = 6;
-#[cfg(loom)]
-const SPIN_ROUNDS: u32 = 1;
 
 /// First and longest sleep between two liveness checks of the owner.
 const POLL_MIN: Duration = Duration::from_millis(1);
@@ -197,9 +191,7 @@ impl RobustLock {
             if word.load(Ordering::Relaxed) & WAITERS != 0 {
                 break;
             }
-            for _ in 0..(1u32 << round) {
-                crate::loom::spin_hint();
-            }
+            backoff(round);
         }
         // Step 2: sleep, announcing ourselves with WAITERS; once we slept we
         // claim the lock with WAITERS set, since others may still sleep.
@@ -221,16 +213,9 @@ impl RobustLock {
                 continue; // the word moved: look again
             }
             let seen = cur | WAITERS;
-            let left = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    // Out of time: one last look at the owner, then give up.
-                    _ => {
-                        return Self::take_over_if_dead(word, seen, owner, me, live)
-                            .ok_or(TimedOut);
-                    }
-                },
+            let Ok(left) = time_left(deadline) else {
+                // Out of time: one last look at the owner, then give up.
+                return Self::take_over_if_dead(word, seen, owner, me, live).ok_or(TimedOut);
             };
             let nap = left.map_or(poll, |l| l.min(poll));
             waiter.wait64(word, seen as u32, Some(nap));

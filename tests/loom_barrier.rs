@@ -1,0 +1,224 @@
+//! loom model of the barrier core (`RawBarrier`): every party is released
+//! once per round, exactly one leader per round, nobody runs ahead into the
+//! next round; a break (abort, timeout) reaches every waiter; a reset with a
+//! waiter inside drains it before the next round. The futex model
+//! (`tests/loom_model`) wakes exactly as many sleepers as asked.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom cargo test --release --test loom_barrier`
+#![cfg(loom)]
+
+mod loom_model;
+
+use std::time::Instant;
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicU32, Ordering};
+use loom_model::ModelFutex;
+use multiproc::sync::raw::barrier::{Broken, RawBarrier};
+
+const ROUNDS: usize = 2;
+
+/// Runs a loom model with at most `bound` preemptions, or fewer if
+/// `LOOM_MAX_PREEMPTIONS` says so, so that no model explodes when run without
+/// the variable.
+fn check(bound: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(b.preemption_bound.map_or(bound, |env| env.min(bound)));
+    b.check(f);
+}
+
+struct Shared {
+    word: AtomicU32,
+    futex: ModelFutex,
+    parties: u32,
+    /// Arrivals per round, counted before waiting.
+    arrived: [AtomicU32; ROUNDS + 1],
+    /// Leaders per round.
+    leaders: [AtomicU32; ROUNDS],
+    /// Each party writes its own slot before a round and reads every slot
+    /// after it: loom reports a data race if the barrier does not order them.
+    slots: [UnsafeCell<u32>; 3],
+}
+
+fn shared(parties: u32, futex: ModelFutex) -> Arc<Shared> {
+    Arc::new(Shared {
+        word: AtomicU32::new(0),
+        futex,
+        parties,
+        arrived: std::array::from_fn(|_| AtomicU32::new(0)),
+        leaders: std::array::from_fn(|_| AtomicU32::new(0)),
+        slots: std::array::from_fn(|_| UnsafeCell::new(0)),
+    })
+}
+
+fn wait(s: &Shared) -> Result<bool, Broken> {
+    RawBarrier::wait(&s.word, s.parties, &s.futex, None).map(|a| a.leader)
+}
+
+/// One party's `rounds` rounds (two barrier generations each).
+fn party(s: &Shared, me: usize, rounds: usize) {
+    for r in 0..rounds {
+        // SAFETY: others read our slot only between the two waits of a
+        // round; loom checks the order.
+        s.slots[me].with_mut(|p| unsafe { *p = r as u32 + 1 });
+        s.arrived[r].fetch_add(1, Ordering::Relaxed);
+        // Round r cannot complete without us: nobody is in round r + 1.
+        assert_eq!(s.arrived[r + 1].load(Ordering::Relaxed), 0);
+        let leader = wait(s).expect("never broken here");
+        // Everybody wrote their slot for round r before we were released.
+        assert_eq!(s.arrived[r].load(Ordering::Relaxed), s.parties);
+        for i in 0..s.parties as usize {
+            // SAFETY: every slot was written before the first wait of this
+            // round and is written again only after the second.
+            assert_eq!(s.slots[i].with(|p| unsafe { *p }), r as u32 + 1);
+        }
+        if leader {
+            s.leaders[r].fetch_add(1, Ordering::Relaxed);
+        }
+        // Nobody may overwrite a slot for round r + 1 while others read it
+        // for round r: a second barrier separates reading from writing.
+        wait(s).expect("never broken here");
+    }
+}
+
+fn rounds(parties: u32, rounds: usize, preemption_bound: usize) {
+    check(preemption_bound, move || {
+        let s = shared(parties, ModelFutex::blocking());
+        let ts: Vec<_> = (1..parties as usize)
+            .map(|me| {
+                let s = s.clone();
+                loom::thread::spawn(move || party(&s, me, rounds))
+            })
+            .collect();
+        party(&s, 0, rounds);
+        for t in ts {
+            t.join().unwrap();
+        }
+        for r in 0..rounds {
+            assert_eq!(s.leaders[r].load(Ordering::Relaxed), 1, "round {r}");
+        }
+        assert_eq!(RawBarrier::n_waiting(&s.word), 0);
+        assert!(!RawBarrier::is_broken(&s.word));
+    });
+}
+
+/// Two parties, two rounds (four generations of the barrier word).
+#[test]
+fn two_parties_two_rounds() {
+    rounds(2, 2, 3);
+}
+
+/// Three parties, one round (two generations): a sleeper may be woken while
+/// another arrives, and the next generation fills while the last released
+/// party has not yet run.
+#[test]
+fn three_parties() {
+    rounds(3, 1, 1);
+}
+
+/// Three parties, one crossing, more preemptions: wake-ups racing the last
+/// arrival.
+#[test]
+fn three_parties_one_crossing() {
+    check(2, || {
+        let s = shared(3, ModelFutex::blocking());
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let s = s.clone();
+                loom::thread::spawn(move || wait(&s).expect("never broken here"))
+            })
+            .collect();
+        let mut leaders = u32::from(wait(&s).expect("never broken here"));
+        for t in ts {
+            leaders += u32::from(t.join().unwrap());
+        }
+        assert_eq!(leaders, 1);
+        assert_eq!(RawBarrier::n_waiting(&s.word), 0);
+    });
+}
+
+/// `abort` wakes a sleeping waiter with `Broken`; later waits fail at once;
+/// `reset` makes the barrier whole, and the next round completes.
+#[test]
+fn abort_then_reset() {
+    check(3, || {
+        let s = shared(2, ModelFutex::blocking());
+        let t = {
+            let s = s.clone();
+            loom::thread::spawn(move || {
+                let first = wait(&s);
+                // Wait for the reset below, then meet the main thread.
+                while RawBarrier::is_broken(&s.word) {
+                    loom::thread::yield_now();
+                }
+                (first, wait(&s))
+            })
+        };
+        // Abort only once the other thread has arrived, so that its wait
+        // must end in `Broken` rather than in a later round.
+        while RawBarrier::n_waiting(&s.word) == 0 {
+            loom::thread::yield_now();
+        }
+        RawBarrier::abort(&s.word, &s.futex);
+        assert!(wait(&s).is_err());
+        RawBarrier::reset(&s.word, &s.futex);
+        // The other thread may still be inside the broken round; a reset
+        // drains it first, then our wait meets its second one.
+        let mine = wait(&s).expect("whole again");
+        let (first, second) = t.join().unwrap();
+        assert_eq!(first, Err(Broken));
+        let theirs = second.expect("whole again");
+        assert!(mine ^ theirs, "exactly one leader");
+    });
+}
+
+/// `reset` while a waiter sleeps: the waiter fails, arrivals wait for it to
+/// leave, then the barrier works again.
+#[test]
+fn reset_with_waiter_inside() {
+    check(3, || {
+        let s = shared(2, ModelFutex::blocking());
+        let t = {
+            let s = s.clone();
+            loom::thread::spawn(move || {
+                let first = wait(&s);
+                (first, wait(&s))
+            })
+        };
+        while RawBarrier::n_waiting(&s.word) == 0 {
+            loom::thread::yield_now();
+        }
+        RawBarrier::reset(&s.word, &s.futex);
+        let mine = wait(&s).expect("whole after the drain");
+        let (first, second) = t.join().unwrap();
+        assert_eq!(first, Err(Broken));
+        let theirs = second.expect("whole after the drain");
+        assert!(mine ^ theirs, "exactly one leader");
+        assert!(!RawBarrier::is_broken(&s.word));
+    });
+}
+
+/// A waiter whose deadline has passed arrives, then breaks the round when
+/// it finds it incomplete, racing the other party's arrival: either both are
+/// released or both see `Broken`; never a hang, never one of each. (The
+/// deadline is already past so that every loom run takes the same path;
+/// real clocks are not modelled.)
+#[test]
+fn timeout_breaks_round() {
+    check(3, || {
+        let s = shared(2, ModelFutex::blocking());
+        let t = {
+            let s = s.clone();
+            loom::thread::spawn(move || {
+                let past = Instant::now();
+                RawBarrier::wait(&s.word, 2, &s.futex, Some(past)).is_ok()
+            })
+        };
+        let mine = wait(&s).is_ok();
+        let theirs = t.join().unwrap();
+        assert_eq!(mine, theirs, "one released, one broken");
+        assert_eq!(RawBarrier::is_broken(&s.word), !mine);
+        assert_eq!(RawBarrier::n_waiting(&s.word), 0);
+    });
+}
