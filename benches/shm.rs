@@ -48,12 +48,15 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod two_sides;
+
+use two_sides::{Handshake, checked_run, two_processes, two_threads};
 
 use std::hint::black_box;
 use std::ptr;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::time::Duration;
 
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
@@ -64,10 +67,6 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 /// One mebibyte.
 const MIB: usize = 1 << 20;
-
-/// How long any wait on the other process or thread may take before the
-/// bench kills it and fails.
-const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Increments each side does per criterion iteration in `cross_process_incr`.
 const INCR_PER_SIDE: u64 = 1_000;
@@ -219,130 +218,6 @@ fn std_atomic_fetch_add_peer(
 // cross_process_incr
 // --------------------------------------------------------------------------
 
-/// Start/finish flags between the timing side and its peer (a forked child
-/// or a thread), each on its own cache line in shared memory.
-struct Handshake {
-    /// Set by the peer once it is running and about to wait for `go`.
-    ready: AtomicValue<u32>,
-    /// Set by the timing side right after it starts the clock.
-    go: AtomicValue<u32>,
-    /// Set by the peer after its last increment.
-    done: AtomicValue<u32>,
-}
-
-impl Handshake {
-    /// Three fresh flags, all clear.
-    fn new() -> Handshake {
-        let flag = || AtomicValue::new(0u32).expect("AtomicValue::new");
-        Handshake {
-            ready: flag(),
-            go: flag(),
-            done: flag(),
-        }
-    }
-
-    /// Clears all flags for the next run.
-    fn reset(&self) {
-        self.ready.store(0, Release);
-        self.go.store(0, Release);
-        self.done.store(0, Release);
-    }
-
-    /// The peer's side: announce readiness, wait for `go`, run `work`, flag
-    /// `done`. Returns false (having done no work) if `go` never came.
-    fn peer(&self, work: impl FnOnce()) -> bool {
-        self.ready.store(1, Release);
-        if !wait_flag(&self.go, Instant::now() + DEADLINE) {
-            return false;
-        }
-        work();
-        self.done.store(1, Release);
-        true
-    }
-}
-
-/// Spins until `flag` is set or `deadline` passes; returns whether it was
-/// set. Spins hot at first (a start signal is seen within ~100 ns), then
-/// yields the CPU between checks.
-fn wait_flag(flag: &AtomicValue<u32>, deadline: Instant) -> bool {
-    let mut spins = 0u32;
-    loop {
-        if flag.load(Acquire) != 0 {
-            return true;
-        }
-        spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1024) {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            if spins >= 1 << 16 {
-                std::thread::yield_now();
-            }
-        }
-        std::hint::spin_loop();
-    }
-}
-
-/// One two-process run: forks a child that runs `work(per_side)` against
-/// the parent's own `work(per_side)`, and returns the wall time from the
-/// start signal until both are done. Fork and reaping are not timed.
-fn two_processes(hs: &Handshake, per_side: u64, work: &impl Fn(u64)) -> Duration {
-    hs.reset();
-    let child = common::fork(|| if hs.peer(|| work(per_side)) { 0 } else { 2 });
-    let deadline = Instant::now() + DEADLINE;
-    // A panic below drops `child`, which kills and reaps it.
-    assert!(wait_flag(&hs.ready, deadline), "child never became ready");
-    let start = Instant::now();
-    hs.go.store(1, Release);
-    work(per_side);
-    let finished = wait_flag(&hs.done, start + DEADLINE);
-    let elapsed = start.elapsed();
-    assert!(
-        finished,
-        "child did not finish its increments within {DEADLINE:?}"
-    );
-    assert_eq!(child.join(), 0, "child failed");
-    elapsed
-}
-
-/// One two-thread run: as [`two_processes`], with a scoped thread as the
-/// peer. Spawning and joining are not timed.
-fn two_threads(hs: &Handshake, per_side: u64, work: &(impl Fn(u64) + Sync)) -> Duration {
-    hs.reset();
-    std::thread::scope(|s| {
-        let peer = s.spawn(|| hs.peer(|| work(per_side)));
-        let deadline = Instant::now() + DEADLINE;
-        // On a panic here the scope still joins `peer`, which gives up
-        // waiting for `go` at its own deadline.
-        assert!(
-            wait_flag(&hs.ready, deadline),
-            "peer thread never became ready"
-        );
-        let start = Instant::now();
-        hs.go.store(1, Release);
-        work(per_side);
-        let finished = wait_flag(&hs.done, start + DEADLINE);
-        let elapsed = start.elapsed();
-        assert!(finished, "peer thread did not finish within {DEADLINE:?}");
-        assert!(peer.join().expect("peer thread panicked"));
-        elapsed
-    })
-}
-
-/// Runs `reset`, one timed two-sided run of `run`, and checks that
-/// `total()` is `2 * per_side` afterwards.
-fn checked_run(
-    per_side: u64,
-    reset: impl Fn(),
-    run: impl FnOnce(u64) -> Duration,
-    total: impl Fn() -> u64,
-) -> Duration {
-    reset();
-    let t = run(per_side);
-    assert_eq!(total(), 2 * per_side, "increments were lost");
-    t
-}
-
 /// `cross_process_incr`: two processes incrementing one shared counter vs two
 /// threads incrementing a std counter.
 fn cross_process_incr(c: &mut Criterion) {
@@ -361,6 +236,7 @@ fn cross_process_incr(c: &mut Criterion) {
         for _ in 0..n {
             counter.fetch_add(1, Relaxed);
         }
+        true
     };
     let reset = || counter.store(0, Relaxed);
     let total = || counter.load(Acquire);
@@ -383,6 +259,7 @@ fn cross_process_incr(c: &mut Criterion) {
         for _ in 0..n {
             *value.lock().unwrap() += 1;
         }
+        true
     };
     let reset = || value.set(0);
     let total = || value.get();
@@ -406,6 +283,7 @@ fn cross_process_incr(c: &mut Criterion) {
         for _ in 0..n {
             *mutex.lock().unwrap() += 1;
         }
+        true
     };
     let reset = || *mutex.lock().unwrap() = 0;
     let total = || *mutex.lock().unwrap();
@@ -433,6 +311,7 @@ fn std_atomic_2thread_peer(
         for _ in 0..n {
             counter.fetch_add(1, Relaxed);
         }
+        true
     };
     let reset = || counter.store(0, Relaxed);
     let total = || counter.load(Acquire);

@@ -14,19 +14,10 @@ use std::time::Instant;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, Ordering};
-use loom_model::ModelFutex;
+use loom_model::{ModelFutex, check};
 use multiproc::sync::raw::barrier::{Broken, RawBarrier};
 
 const ROUNDS: usize = 2;
-
-/// Runs a loom model with at most `bound` preemptions, or fewer if
-/// `LOOM_MAX_PREEMPTIONS` says so, so that no model explodes when run without
-/// the variable.
-fn check(bound: usize, f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(b.preemption_bound.map_or(bound, |env| env.min(bound)));
-    b.check(f);
-}
 
 struct Shared {
     word: AtomicU32,

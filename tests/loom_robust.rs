@@ -9,7 +9,7 @@ mod loom_model;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use loom_model::ModelFutex;
+use loom_model::{ModelFutex, check};
 use multiproc::sync::raw::robust::{Liveness, Locked, Owner, RobustLock};
 
 /// Owners 1..=3 are threads of the model; `dead[tid]` says which have died.
@@ -90,9 +90,7 @@ fn two_threads_exclusion_and_wakeup() {
 /// Three lockers, waits blocking.
 #[test]
 fn three_threads() {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(2);
-    b.check(|| {
+    check(2, || {
         let s = shared(ModelFutex::blocking());
         let ts: Vec<_> = (2..=3)
             .map(|tid| {

@@ -104,6 +104,21 @@ impl<G> From<OwnerDied<G>> for TryLockError<G> {
     }
 }
 
+/// Python-style `acquire`: keeps the lock held past the guard (it is released
+/// by an explicit `release`), reporting only whether its holder had died.
+pub(crate) fn keep_held<G>(r: LockResult<G>) -> std::result::Result<(), OwnerDied<()>> {
+    match r {
+        Ok(g) => {
+            std::mem::forget(g);
+            Ok(())
+        }
+        Err(died) => {
+            std::mem::forget(died.into_inner());
+            Err(OwnerDied::new(()))
+        }
+    }
+}
+
 /// Result of a blocking lock: the guard, or the guard inside [`OwnerDied`].
 pub type LockResult<G> = std::result::Result<G, OwnerDied<G>>;
 /// Result of `try_lock` / `lock_timeout`.
@@ -364,14 +379,7 @@ impl Mutex<()> {
     ///
     /// [`OwnerDied`] if a holder died holding it (the lock is then held).
     pub fn acquire(&self) -> std::result::Result<(), OwnerDied<()>> {
-        let r = self.lock();
-        let died = r.is_err();
-        std::mem::forget(r.unwrap_or_else(OwnerDied::into_inner));
-        if died {
-            Err(OwnerDied::new(()))
-        } else {
-            Ok(())
-        }
+        keep_held(self.lock())
     }
 
     /// Python's `Lock.release()`. Unlike Python's `Lock`, which anyone may

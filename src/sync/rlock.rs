@@ -11,7 +11,9 @@ use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
 use crate::shm::value::Place;
-use crate::sync::mutex::{LockResult, NotOwner, OwnerDied, TryLockError, TryLockResult, word};
+use crate::sync::mutex::{
+    LockResult, NotOwner, OwnerDied, TryLockError, TryLockResult, keep_held, word,
+};
 use crate::sync::owner;
 use crate::sync::raw::robust::{Locked, RobustLock};
 
@@ -196,14 +198,7 @@ impl RLock {
     ///
     /// [`OwnerDied`] if a holder died holding it (the lock is then held).
     pub fn acquire(&self) -> std::result::Result<(), OwnerDied<()>> {
-        let r = self.lock();
-        let died = r.is_err();
-        std::mem::forget(r.unwrap_or_else(OwnerDied::into_inner));
-        if died {
-            Err(OwnerDied::new(()))
-        } else {
-            Ok(())
-        }
+        keep_held(self.lock())
     }
 
     /// Python's `release()`: undoes one [`acquire`](Self::acquire) (or one

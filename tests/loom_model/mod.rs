@@ -18,6 +18,15 @@ use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::sync::{Condvar, Mutex};
 use multiproc::sync::raw::futex::Waiter;
 
+/// Runs a loom model with at most `bound` preemptions, or fewer if
+/// `LOOM_MAX_PREEMPTIONS` says so, so that no model explodes when run without
+/// the variable.
+pub fn check(bound: usize, f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(b.preemption_bound.map_or(bound, |env| env.min(bound)));
+    b.check(f);
+}
+
 struct Sleeper {
     id: u64,
     addr: usize,

@@ -120,14 +120,18 @@ impl RobustLock {
     /// a lock whose owner died is only recovered by [`lock`](Self::lock).
     #[inline]
     pub fn try_lock(word: &AtomicU64, me: Owner) -> Option<Locked> {
-        // SYNC: Acquire pairs with the Release swap in `unlock`.
-        if word
-            .compare_exchange(0, me.bits(), Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
+        if Self::fast(word, me) {
             return Some(Locked::Clean);
         }
         Self::try_claim_free(word, me, 0)
+    }
+
+    /// The uncontended path: the word is 0 (free, no marks) and we claim it.
+    #[inline]
+    fn fast(word: &AtomicU64, me: Owner) -> bool {
+        // SYNC: Acquire pairs with the Release swap in `unlock`.
+        word.compare_exchange(0, me.bits(), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Claims the word if it is unlocked (possibly with `DIED` set), adding
@@ -165,11 +169,7 @@ impl RobustLock {
         live: &L,
         deadline: Option<Instant>,
     ) -> Result<Locked, TimedOut> {
-        // SYNC: Acquire pairs with the Release swap in `unlock`.
-        if word
-            .compare_exchange(0, me.bits(), Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
+        if Self::fast(word, me) {
             return Ok(Locked::Clean);
         }
         Self::lock_slow(word, me, waiter, live, deadline)
