@@ -81,6 +81,8 @@ pub(crate) mod loom;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
+mod fork;
+#[cfg(not(loom))]
 mod shm;
 #[cfg(not(loom))]
 mod sync;

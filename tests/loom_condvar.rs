@@ -38,9 +38,9 @@ fn lock(s: &Shared, tid: u32) {
     RobustLock::lock(&s.lock, me(tid), &s.futex, &NoDeaths, None).unwrap();
 }
 
-fn unlock(s: &Shared) {
+fn unlock(s: &Shared, tid: u32) {
     // SAFETY: this model thread holds the lock here.
-    unsafe { RobustLock::unlock(&s.lock, &s.futex) };
+    unsafe { RobustLock::unlock(&s.lock, me(tid), &s.futex) };
 }
 
 /// The consumer waits until `ready`; the producer sets it under the lock and
@@ -63,9 +63,9 @@ fn model(notify_under_lock: bool) {
                 s.ready.with_mut(|r| unsafe { *r = true });
                 if notify_under_lock {
                     RawCondvar::notify(&s.seq, &s.waiters, &s.futex, 1);
-                    unlock(&s);
+                    unlock(&s, 2);
                 } else {
-                    unlock(&s);
+                    unlock(&s, 2);
                     RawCondvar::notify(&s.seq, &s.waiters, &s.futex, 1);
                 }
             })
@@ -74,12 +74,12 @@ fn model(notify_under_lock: bool) {
         // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
         while !s.ready.with(|r| unsafe { *r }) {
             let token = RawCondvar::prepare(&s.seq, &s.waiters);
-            unlock(&s);
+            unlock(&s, 1);
             RawCondvar::sleep(&s.seq, token, &s.futex, None);
             lock(&s, 1);
             RawCondvar::finish(&s.waiters);
         }
-        unlock(&s);
+        unlock(&s, 1);
         producer.join().unwrap();
     });
 }

@@ -67,7 +67,7 @@ fn increment(s: &Shared, tid: u32) {
         (*p)[1] += 1;
     });
     // SAFETY: this model thread holds the lock here.
-    unsafe { RobustLock::unlock(&s.word, &s.futex) };
+    unsafe { RobustLock::unlock(&s.word, me(tid), &s.futex) };
 }
 
 /// Two lockers, waits blocking: exclusion, no lost wake-up, exact count.
@@ -126,7 +126,7 @@ fn survive(s: &Shared, tid: u32) -> Locked {
         unsafe { RobustLock::mark_consistent(&s.word) };
     }
     // SAFETY: this model thread holds the lock here.
-    unsafe { RobustLock::unlock(&s.word, &s.futex) };
+    unsafe { RobustLock::unlock(&s.word, me(tid), &s.futex) };
     how
 }
 
@@ -206,7 +206,7 @@ fn unrepaired_death_is_reported_again() {
         s.deaths.dead[1].store(true, Ordering::SeqCst);
         assert_eq!(lock(&s, 2), Locked::OwnerDied);
         // SAFETY: this model thread holds the lock here.
-        unsafe { RobustLock::unlock(&s.word, &s.futex) };
+        unsafe { RobustLock::unlock(&s.word, me(2), &s.futex) };
         assert!(RobustLock::is_poisoned(&s.word));
         assert_eq!(
             RobustLock::try_lock(&s.word, me(3)),
@@ -215,7 +215,7 @@ fn unrepaired_death_is_reported_again() {
         // SAFETY: this model thread holds the lock here.
         unsafe { RobustLock::mark_consistent(&s.word) };
         // SAFETY: this model thread holds the lock here.
-        unsafe { RobustLock::unlock(&s.word, &s.futex) };
+        unsafe { RobustLock::unlock(&s.word, me(3), &s.futex) };
         assert_eq!(RobustLock::try_lock(&s.word, me(2)), Some(Locked::Clean));
     });
 }

@@ -84,7 +84,10 @@ fn notify_all_wakes_three_processes() {
         assert!(Instant::now() < end);
         std::thread::sleep(Duration::from_millis(1));
     }
-    // Every waiter registered under the mutex; once we hold it, they sleep.
+    // Wake them from a real futex sleep, not while they still spin.
+    for k in &kids {
+        k.wait_until_futex_sleep();
+    }
     *flag.lock().unwrap() = 7;
     cond.notify_all();
     for k in kids {

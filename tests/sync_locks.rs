@@ -370,3 +370,67 @@ fn role_use_locks() {
     let _g = r.lock().unwrap();
     *m.lock().unwrap() += 1;
 }
+
+/// A guard that outlives an explicit `release` of its level must not, when
+/// dropped, release the lock someone else took meanwhile.
+#[test]
+fn stale_guard_does_not_release_anothers_lock() {
+    let lock = Lock::new(()).unwrap();
+    let g = lock.lock().unwrap();
+    assert_eq!(lock.release(), Ok(())); // Python-style release under a live guard
+    let holding = AtomicValue::new(0u32).unwrap();
+    let release = AtomicValue::new(0u32).unwrap();
+    let kid = fork(|| {
+        let g = lock.lock().unwrap();
+        holding.store(1, SeqCst);
+        while release.load(SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(g);
+        0
+    });
+    wait_until(&holding, 1);
+    drop(g); // stale: must leave the child's lock alone
+    assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
+    release.store(1, SeqCst);
+    assert_eq!(kid.join(), 0);
+    assert!(lock.try_lock().is_ok());
+
+    let r = RLock::new().unwrap();
+    let g = r.lock().unwrap();
+    assert_eq!(r.release(), Ok(()));
+    assert_eq!(r.count(), 0);
+    let r2 = r.clone();
+    let t = std::thread::spawn(move || {
+        let g = r2.lock().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let still_mine = r2.is_owned();
+        drop(g);
+        still_mine
+    });
+    std::thread::sleep(Duration::from_millis(10));
+    drop(g); // stale level: must not unlock the other thread's hold
+    assert!(t.join().unwrap());
+}
+
+/// A holder whose thread name is not UTF-8, killed and not yet reaped (a
+/// zombie), is still recognised as dead.
+#[test]
+fn zombie_holder_with_odd_name_is_recovered() {
+    let lock = Lock::new(()).unwrap();
+    let holding = AtomicValue::new(0u32).unwrap();
+    let kid = hold_and_wait(&holding, || {
+        let name = b"\xff\xfe (odd) )\0";
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+        lock.acquire().unwrap();
+    });
+    wait_until(&holding, 1);
+    kid.signal(libc::SIGKILL);
+    // The zombie is reaped only after the lock is recovered.
+    assert!(matches!(
+        lock.lock_timeout(SOON),
+        Err(TryLockError::OwnerDied(_))
+    ));
+    assert_eq!(kid.join(), -libc::SIGKILL);
+}

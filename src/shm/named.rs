@@ -283,7 +283,7 @@ impl SharedMemory {
     /// [`Error::Overlap`] if it touches a typed object that is live in this
     /// process (use the object's own handle for its bytes).
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
-        self.check_range(offset, buf.len())?;
+        let _claim = self.claim_range(offset, buf.len())?;
         // SAFETY: the range lies inside the mapping (checked); `buf` is ours.
         // A concurrent writer elsewhere can make the bytes stale, not invalid.
         unsafe {
@@ -300,7 +300,7 @@ impl SharedMemory {
     /// [`Error::Overlap`] if it touches a typed object that is live in this
     /// process.
     pub fn write_at(&self, offset: usize, buf: &[u8]) -> Result<()> {
-        self.check_range(offset, buf.len())?;
+        let _claim = self.claim_range(offset, buf.len())?;
         // SAFETY: the range lies inside the mapping (checked).
         unsafe {
             std::ptr::copy_nonoverlapping(buf.as_ptr(), self.seg.base().add(offset), buf.len())
@@ -308,9 +308,11 @@ impl SharedMemory {
         Ok(())
     }
 
-    fn check_range(&self, offset: usize, len: usize) -> Result<()> {
+    /// Checks that the range fits, and claims it against objects for the
+    /// duration of a copy.
+    fn claim_range(&self, offset: usize, len: usize) -> Result<ranges::RawAccess> {
         match offset.checked_add(len) {
-            Some(end) if end <= self.size() => ranges::check_free(self.seg.file_id(), offset, end),
+            Some(end) if end <= self.size() => ranges::begin_raw(self.seg.file_id(), offset, end),
             end => Err(Error::OutOfBounds {
                 offset: offset as u64,
                 end: end.map_or(u64::MAX, |e| e as u64),

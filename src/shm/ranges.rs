@@ -8,22 +8,25 @@
 //! many times the file is mapped; a range that overlaps a live object of
 //! another layout is refused with [`Error::Overlap`], and attaching the same
 //! object again shares its registration. `SharedMemory::read_at` and
-//! `write_at` refuse ranges that touch a live object.
+//! `write_at` hold a claim on their range for the whole copy ([`RawAccess`]):
+//! refused if it touches a live object, and while it is held no object can be
+//! placed or attached over it. Raw claims may overlap each other (copies make
+//! no references).
 //!
 //! Other processes are outside this table: what a peer writes can make
 //! results wrong, never make this process break Rust's aliasing rules
 //! (a peer's write is not a write by this program).
 //!
 //! The table is guarded by a spin lock held only for a map lookup or update,
-//! and taken by a `pthread_atfork` prepare handler, so a forked child never
-//! inherits it held by a thread that does not exist in the child.
+//! and taken by the `pthread_atfork` prepare handler (`fork.rs`), so a forked
+//! child never inherits it held by a thread that does not exist in the child.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Once, Weak};
+use std::sync::{Arc, Weak};
 
 use crate::error::{Error, Result};
 use crate::loom::UnsafeCell;
-use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::shm::header::ObjectLayout;
 
 /// Identity of a file: (device, inode).
@@ -35,7 +38,28 @@ struct Entry {
     reg: Weak<Registration>,
 }
 
-type Table = HashMap<FileId, BTreeMap<usize, Entry>>;
+/// The live objects of one file, by start offset (never overlapping), and
+/// the raw copies in progress over it.
+#[derive(Default)]
+struct FileEntry {
+    objects: BTreeMap<usize, Entry>,
+    raw: Vec<(usize, usize, u64)>,
+}
+
+impl FileEntry {
+    fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.raw.is_empty()
+    }
+
+    fn raw_overlap(&self, start: usize, end: usize) -> Option<usize> {
+        self.raw
+            .iter()
+            .find(|&&(s, e, _)| s < end && start < e)
+            .map(|&(s, _, _)| s)
+    }
+}
+
+type Table = HashMap<FileId, FileEntry>;
 
 /// A spin lock that `fork` takes in its prepare handler.
 struct ForkSafeLock {
@@ -75,27 +99,29 @@ impl ForkSafeLock {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
-        static ATFORK: Once = Once::new();
-        ATFORK.call_once(|| {
-            // SAFETY: the handlers only take and release this spin lock.
-            unsafe {
-                libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release))
-            };
-        });
+        crate::fork::ensure_handlers();
+        /// Releases the lock however `f` ends.
+        struct Held<'a>(&'a ForkSafeLock);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.release();
+            }
+        }
         self.acquire();
-        // SAFETY: we hold the lock; `f` cannot re-enter (no callbacks here
-        // take the table), and the reference does not outlive the call.
-        let r = f(unsafe { &mut *self.table.get() }.get_or_insert_with(HashMap::new));
-        self.release();
-        r
+        let _held = Held(self);
+        // SAFETY: we hold the lock; `f` cannot re-enter (nothing it calls
+        // takes the table), and the reference does not outlive the call.
+        f(unsafe { &mut *self.table.get() }.get_or_insert_with(HashMap::new))
     }
 }
 
-extern "C" fn fork_prepare() {
+/// Takes the table lock for a `fork` (prepare handler).
+pub(crate) fn lock_for_fork() {
     TABLE.acquire();
 }
 
-extern "C" fn fork_release() {
+/// Releases it after the fork, in parent and child.
+pub(crate) fn unlock_after_fork() {
     TABLE.release();
 }
 
@@ -111,15 +137,16 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let me: *const Registration = self;
         TABLE.with(|t| {
-            if let Some(objects) = t.get_mut(&self.file) {
+            if let Some(file) = t.get_mut(&self.file) {
                 // Remove our entry only: a new object may already sit there.
-                if objects
+                if file
+                    .objects
                     .get(&self.start)
                     .is_some_and(|e| std::ptr::eq(e.reg.as_ptr(), me))
                 {
-                    objects.remove(&self.start);
+                    file.objects.remove(&self.start);
                 }
-                if objects.is_empty() {
+                if file.is_empty() {
                     t.remove(&self.file);
                 }
             }
@@ -154,31 +181,36 @@ fn overlapping(
 ///
 /// # Errors
 ///
-/// [`Error::Overlap`] if the range overlaps another live object.
+/// [`Error::Overlap`] if the range overlaps another live object, or a raw
+/// copy in progress.
 pub(crate) fn register(
     file: FileId,
     start: usize,
     layout: &ObjectLayout,
 ) -> Result<Arc<Registration>> {
     let end = start + layout.total_size;
+    let overlap = |other: usize| Error::Overlap {
+        offset: start as u64,
+        end: end as u64,
+        other: other as u64,
+    };
     TABLE.with(|t| {
-        let objects = t.entry(file).or_default();
-        if let Some((s, e)) = overlapping(objects, start, end) {
-            if s == start
-                && e.end == end
-                && e.layout == *layout
-                && let Some(reg) = e.reg.upgrade()
-            {
+        let entry = t.entry(file).or_default();
+        if let Some(other) = entry.raw_overlap(start, end) {
+            return Err(overlap(other));
+        }
+        if let Some((s, e)) = overlapping(&mut entry.objects, start, end) {
+            if s != start || e.end != end || e.layout != *layout {
+                return Err(overlap(s));
+            }
+            if let Some(reg) = e.reg.upgrade() {
                 return Ok(reg);
             }
-            return Err(Error::Overlap {
-                offset: start as u64,
-                end: end as u64,
-                other: s as u64,
-            });
+            // The same object, whose last handle is being dropped right now:
+            // replace its entry (that drop removes only its own entry).
         }
         let reg = Arc::new(Registration { file, start });
-        objects.insert(
+        entry.objects.insert(
             start,
             Entry {
                 end,
@@ -190,26 +222,46 @@ pub(crate) fn register(
     })
 }
 
-/// Checks that `start..end` of `file` touches no live object.
+/// A raw copy's claim on a range of a file, held for the copy's duration:
+/// no object can be placed or attached over it meanwhile.
+pub(crate) struct RawAccess {
+    file: FileId,
+    id: u64,
+}
+
+impl Drop for RawAccess {
+    fn drop(&mut self) {
+        TABLE.with(|t| {
+            if let Some(file) = t.get_mut(&self.file) {
+                file.raw.retain(|&(_, _, id)| id != self.id);
+                if file.is_empty() {
+                    t.remove(&self.file);
+                }
+            }
+        });
+    }
+}
+
+/// Claims `start..end` of `file` for a raw copy.
 ///
 /// # Errors
 ///
-/// [`Error::Overlap`] if it does.
-pub(crate) fn check_free(file: FileId, start: usize, end: usize) -> Result<()> {
-    if start >= end {
-        return Ok(());
-    }
+/// [`Error::Overlap`] if the range touches a live object.
+pub(crate) fn begin_raw(file: FileId, start: usize, end: usize) -> Result<RawAccess> {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     TABLE.with(|t| {
-        match t
-            .get_mut(&file)
-            .and_then(|o| overlapping(o, start, end).map(|(s, _)| s))
+        let entry = t.entry(file).or_default();
+        if start < end
+            && let Some((other, _)) = overlapping(&mut entry.objects, start, end)
         {
-            Some(other) => Err(Error::Overlap {
+            return Err(Error::Overlap {
                 offset: start as u64,
                 end: end as u64,
                 other: other as u64,
-            }),
-            None => Ok(()),
+            });
         }
+        entry.raw.push((start, end, id));
+        Ok(RawAccess { file, id })
     })
 }

@@ -202,11 +202,14 @@ impl Condition {
                 None => None,
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => Some(left),
-                    _ => return true,
+                    _ => return !RawCondvar::moved(seq, token),
                 },
             };
             RawCondvar::sleep(seq, token, &Futex, timeout);
-            end.is_some_and(|d| Instant::now() >= d)
+            // A notification that arrived as the time ran out still counts
+            // as a notification (the sequence moved), so no notify_one is
+            // swallowed by a waiter that then reports a timeout.
+            end.is_some_and(|d| Instant::now() >= d) && !RawCondvar::moved(seq, token)
         });
         RawCondvar::finish(waiters);
         let result = WaitTimeoutResult(timed_out);

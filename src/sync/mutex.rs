@@ -175,8 +175,8 @@ pub(crate) mod word {
     /// The calling thread holds it.
     #[inline]
     pub(crate) unsafe fn unlock(word: &AtomicU64) {
-        // SAFETY: forwarded.
-        unsafe { RobustLock::unlock(word, &Futex) }
+        // SAFETY: forwarded; `current()` is this thread.
+        unsafe { RobustLock::unlock(word, owner::current(), &Futex) }
     }
 }
 

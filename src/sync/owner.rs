@@ -1,25 +1,39 @@
 //! Who this thread is, as a robust lock records it, and whether a recorded
 //! owner still lives: the `/proc`-backed [`Liveness`].
+//!
+//! Declaring a live owner dead would let two holders in, so every way the
+//! `/proc` view could be wrong disables "dead" rather than risk it:
+//!
+//! * `/proc` must belong to this process's PID namespace (checked once per
+//!   process: `/proc/thread-self` must name this pid and TID), else no owner
+//!   is ever reported dead (locks then wait for live owners only, as a plain
+//!   mutex would);
+//! * a missing `/proc/<tid>` counts as dead only if `kill(tid, 0)` also says
+//!   no such task (`hidepid` or a foreign `/proc` can hide live tasks);
+//! * start times are read from the same kind of path by owner and checker
+//!   (`/proc/<tid>/stat`), parsed as bytes (a thread name need not be UTF-8),
+//!   and shifted back by the reader's boot-time namespace offset, so two
+//!   processes in different time namespaces compute the same stamp.
 
 use std::cell::Cell;
-use std::sync::Once;
 
+use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::sync::raw::robust::{Liveness, Owner};
 
 thread_local! {
     static ME: Cell<Option<Owner>> = const { Cell::new(None) };
 }
 
-/// Clears this thread's cached identity in a forked child, whose only thread
-/// has a new TID. Runs as a `pthread_atfork` child handler.
-extern "C" fn forget_identity_after_fork() {
-    ME.with(|c| c.set(None));
+/// Forgets this thread's cached identity. Called in a forked child (whose
+/// only thread has a new TID) by the atfork child handler in `fork.rs`.
+pub(crate) fn forget_identity() {
+    let _ = ME.try_with(|c| c.set(None));
 }
 
 /// This thread's owner record: its TID and start stamp, cached per thread.
 #[inline]
 pub(crate) fn current() -> Owner {
-    ME.with(|c| match c.get() {
+    ME.try_with(|c| match c.get() {
         Some(me) => me,
         None => {
             let me = lookup_current();
@@ -27,68 +41,147 @@ pub(crate) fn current() -> Owner {
             me
         }
     })
+    // During thread-local teardown: look it up every time.
+    .unwrap_or_else(|_| lookup_current())
 }
 
 #[cold]
 fn lookup_current() -> Owner {
-    static ATFORK: Once = Once::new();
-    ATFORK.call_once(|| {
-        // SAFETY: registers a child handler that only touches this crate's
-        // thread-local cache; never unregistered (the function is static).
-        unsafe { libc::pthread_atfork(None, None, Some(forget_identity_after_fork)) };
-    });
+    crate::fork::ensure_handlers();
     let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
-    // A stamp we cannot read stays 0 ("unknown"): checkers then fall back to
-    // existence alone rather than compare against a wrong value.
-    let stamp = read_stat("/proc/thread-self/stat").map_or(0, |(_, start)| stamp_of(start));
+    // A stamp we cannot read, or one from a /proc that is not ours, stays 0
+    // ("unknown"): checkers then fall back to existence alone.
+    let stamp = match (proc_is_ours(), read_stat(tid)) {
+        (true, Ok(stat)) if stat.pid == tid => stamp_of(stat.start),
+        _ => 0,
+    };
     Owner { tid, stamp }
 }
 
-/// The 32-bit stamp for a start time; never 0, which means "unknown".
+/// The 32-bit stamp for a start time (clock ticks since boot, as `/proc`
+/// shows it to this process): shifted back by this process's boot-time
+/// namespace offset, truncated, never 0 (0 means "unknown").
 fn stamp_of(start: u64) -> u32 {
-    (start as u32).max(1)
+    (start.wrapping_sub(boottime_offset_ticks()) as u32).max(1)
 }
 
-/// State letter and start time (field 22) of a `/proc/.../stat` file.
-/// `Err` carries the OS error of the read.
-fn read_stat(path: &str) -> std::io::Result<(u8, u64)> {
-    let text = std::fs::read_to_string(path)?;
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so
-    // the fields start after the last ')'.
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "unexpected stat format");
-    let rest = &text[text.rfind(')').ok_or_else(bad)? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields
-        .next()
-        .and_then(|s| s.bytes().next())
-        .ok_or_else(bad)?;
+/// What `/proc/<tid>/stat` says about a task.
+struct Stat {
+    pid: u32,
+    state: u8,
+    start: u64,
+}
+
+/// Reads and parses `/proc/<tid>/stat`. `Err` carries the OS error (or
+/// `InvalidData` for a format we do not understand).
+fn read_stat(tid: u32) -> std::io::Result<Stat> {
+    let bytes = std::fs::read(format!("/proc/{tid}/stat"))?;
+    parse_stat(&bytes).ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "unexpected stat format")
+    })
+}
+
+/// Parses "pid (comm) state ppid ... starttime(22) ...". The name may hold
+/// spaces, parentheses and non-UTF-8 bytes: fields resume after the last ')'.
+fn parse_stat(bytes: &[u8]) -> Option<Stat> {
+    let open = bytes.iter().position(|&b| b == b'(')?;
+    let close = bytes.iter().rposition(|&b| b == b')')?;
+    let pid = std::str::from_utf8(&bytes[..open])
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let mut fields = bytes[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
     // After the state come fields 4..=21; starttime is field 22.
-    let start = fields
-        .nth(18)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    Ok((state, start))
+    let start = std::str::from_utf8(fields.nth(18)?).ok()?.parse().ok()?;
+    Some(Stat { pid, state, start })
 }
 
-/// Liveness from `/proc/<tid>/stat`: gone, a zombie, or a different thread
-/// under the same TID (another start time) means dead. Any other failure to
-/// read means "don't know", which is treated as alive.
+/// 0: not checked yet; 1: `/proc` is this process's; 2: it is not.
+static PROC_OURS: AtomicU32 = AtomicU32::new(0);
+
+/// Whether `/proc` shows this process's PID namespace (so TIDs from
+/// `gettid` name the same tasks there). Checked once per process.
+fn proc_is_ours() -> bool {
+    match PROC_OURS.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let tid = rustix::thread::gettid().as_raw_nonzero().get();
+            let want = format!("{}/task/{tid}", std::process::id());
+            let ours = std::fs::read_link("/proc/thread-self")
+                .is_ok_and(|p| p.as_os_str() == want.as_str());
+            PROC_OURS.store(if ours { 1 } else { 2 }, Ordering::Relaxed);
+            ours
+        }
+    }
+}
+
+/// This process's boot-time namespace offset in clock ticks (0 outside a
+/// time namespace, or where the kernel has none).
+fn boottime_offset_ticks() -> u64 {
+    static TICKS: AtomicU32 = AtomicU32::new(u32::MAX);
+    let cached = TICKS.load(Ordering::Relaxed);
+    if cached != u32::MAX {
+        return u64::from(cached);
+    }
+    let ticks = std::fs::read_to_string("/proc/self/timens_offsets")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("boottime"))?;
+            let mut it = line.split_whitespace().skip(1);
+            let secs: i64 = it.next()?.parse().ok()?;
+            let nanos: i64 = it.next()?.parse().ok()?;
+            // SAFETY: sysconf has no memory-safety preconditions.
+            let hz = i64::from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i32).max(1);
+            Some((secs * hz + nanos * hz / 1_000_000_000) as u64)
+        })
+        .unwrap_or(0);
+    TICKS.store(
+        u32::try_from(ticks).unwrap_or(u32::MAX - 1),
+        Ordering::Relaxed,
+    );
+    ticks
+}
+
+/// Whether a task with this TID exists in our PID namespace, by `kill(tid,
+/// 0)`, which `hidepid` does not affect.
+fn task_exists(tid: u32) -> bool {
+    let Ok(tid) = libc::pid_t::try_from(tid) else {
+        return false;
+    };
+    // SAFETY: signal 0 sends nothing; it only checks existence and permission.
+    let r = unsafe { libc::kill(tid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Liveness from `/proc/<tid>/stat`: gone, a zombie, or a different task
+/// under the same TID (another start time) means dead. Anything uncertain
+/// means alive.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ProcLiveness;
 
-// SAFETY: reports dead only when the kernel says the TID does not exist, or
-// exists as a zombie/dead task, or belongs to a thread that started at
-// another time than the recorded owner; a running owner has none of these.
+// SAFETY: reports dead only when /proc is this PID namespace's and either
+// the task does not exist (per /proc and kill), is a zombie or dead task, or
+// is a task that started at another time than the recorded owner (both
+// stamps normalised to the boot-time namespace); a running owner has none of
+// these.
 unsafe impl Liveness for ProcLiveness {
     fn is_dead(&self, owner: Owner) -> bool {
-        match read_stat(&format!("/proc/{}/stat", owner.tid)) {
-            Ok((state, start)) => {
-                matches!(state, b'Z' | b'X' | b'x')
-                    || (owner.stamp != 0 && stamp_of(start) != owner.stamp)
+        if !proc_is_ours() {
+            return false;
+        }
+        match read_stat(owner.tid) {
+            Ok(stat) => {
+                stat.pid == owner.tid
+                    && (matches!(stat.state, b'Z' | b'X' | b'x')
+                        || (owner.stamp != 0 && stamp_of(stat.start) != owner.stamp))
             }
-            Err(e) => {
-                e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => !task_exists(owner.tid),
+            Err(_) => false,
         }
     }
 }
@@ -96,6 +189,7 @@ unsafe impl Liveness for ProcLiveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn me_is_alive_and_a_gone_tid_is_dead() {
@@ -108,10 +202,25 @@ mod tests {
             stamp: me.stamp.wrapping_add(7).max(1),
             ..me
         }));
-        // A thread that has exited.
-        let gone = std::thread::spawn(current).join().unwrap();
-        assert!(ProcLiveness.is_dead(gone));
         // Unknown stamp: existence alone decides.
         assert!(!ProcLiveness.is_dead(Owner { stamp: 0, ..me }));
+        // A thread that has exited: its /proc entry goes a little after
+        // join returns, so poll (with a deadline).
+        let gone = std::thread::spawn(current).join().unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while !ProcLiveness.is_dead(gone) {
+            assert!(Instant::now() < end, "an exited thread never looked dead");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn stat_parsing_survives_odd_names() {
+        let line =
+            b"4242 (a (b) \xff\xfe) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 99999 20 21";
+        let s = parse_stat(line).unwrap();
+        assert_eq!((s.pid, s.state, s.start), (4242, b'S', 99999));
+        assert!(parse_stat(b"garbage").is_none());
+        assert!(parse_stat(b"1 (x) S 1").is_none());
     }
 }

@@ -215,14 +215,21 @@ impl RLock {
         Ok(())
     }
 
-    /// Undoes one level; unlocks at zero. The caller holds the lock.
+    /// Undoes one level; unlocks at zero. Does nothing unless this thread
+    /// holds the lock with a level to undo (a guard that outlived an explicit
+    /// `release` of its level must not release someone else's lock).
     fn leave(&self) {
+        if !self.held_by_me() {
+            return;
+        }
         let count = self.count_word();
-        let left = count.load(Ordering::Relaxed).saturating_sub(1);
+        let left = match count.load(Ordering::Relaxed).checked_sub(1) {
+            Some(left) => left,
+            None => return,
+        };
         count.store(left, Ordering::Relaxed);
         if left == 0 {
-            // SAFETY: only called by the owner (guards, or `release` after
-            // checking `held_by_me`).
+            // SAFETY: this thread holds the lock (checked above).
             unsafe { word::unlock(self.obj.lock_word()) }
         }
     }

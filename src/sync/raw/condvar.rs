@@ -40,6 +40,13 @@ impl RawCondvar {
         waiter.wait(seq, token, timeout);
     }
 
+    /// Whether a notification happened since [`prepare`](Self::prepare)
+    /// returned `token`.
+    #[inline]
+    pub fn moved(seq: &AtomicU32, token: u32) -> bool {
+        seq.load(Ordering::Acquire) != token
+    }
+
     /// Deregisters a waiter (after it woke).
     #[inline]
     pub fn finish(waiters: &AtomicU32) {

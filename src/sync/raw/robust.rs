@@ -252,20 +252,39 @@ impl RobustLock {
             .map(|_| Locked::OwnerDied)
     }
 
-    /// Releases the lock, waking one sleeper if the word says there may be
-    /// one. A `DIED` mark stays on the unlocked word.
+    /// Releases the lock held by `me`, waking one sleeper if the word says
+    /// there may be one. A `DIED` mark stays on the unlocked word.
+    ///
+    /// Does nothing if the word does not name `me` as its owner (a second
+    /// release, or a stale guard after the lock was taken over): releasing
+    /// someone else's lock would break their exclusion.
     ///
     /// # Safety
     ///
-    /// The calling thread must hold the lock.
+    /// The calling thread must be the one `me` describes, and should hold the
+    /// lock.
     #[inline]
-    pub unsafe fn unlock<W: Waiter>(word: &AtomicU64, waiter: &W) {
-        let died = word.load(Ordering::Relaxed) & DIED;
-        // Only the owner clears the TID; others may only add WAITERS, which
-        // the swap reads back. DIED changes only under the lock.
-        // SYNC: Release pairs with the Acquire CAS in `lock` / `try_lock`.
-        if word.swap(died, Ordering::Release) & WAITERS != 0 {
-            waiter.wake64(word, 1);
+    pub unsafe fn unlock<W: Waiter>(word: &AtomicU64, me: Owner, waiter: &W) {
+        const OWNER_BITS: u64 = !(DIED | WAITERS);
+        let mut cur = word.load(Ordering::Relaxed);
+        loop {
+            if cur & OWNER_BITS != me.bits() {
+                return;
+            }
+            // Keep DIED (it changes only under the lock); others may only
+            // have added WAITERS, which a failed CAS makes us read again.
+            // SYNC: Release pairs with the Acquire CAS in `fast` /
+            // `try_claim_free`.
+            match word.compare_exchange_weak(cur, cur & DIED, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if cur & WAITERS != 0 {
+                        waiter.wake64(word, 1);
+                    }
+                    return;
+                }
+                Err(now) => cur = now,
+            }
         }
     }
 
