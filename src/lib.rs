@@ -18,6 +18,7 @@
 //! | [`Semaphore`], [`BoundedSemaphore`] | same names | counting semaphores |
 //! | [`Event`] | `multiprocessing.Event` | a flag processes wait on |
 //! | [`Barrier`] | `multiprocessing.Barrier` | rendezvous of `n` parties, reusable, breakable |
+//! | [`spsc::channel`] | — | lock-free single-producer single-consumer ring of `Pod` items |
 //!
 //! `T` is any [`bytemuck::Pod`] type: integers, floats, arrays of them,
 //! `#[repr(C)]` structs deriving `Pod`.
@@ -83,12 +84,17 @@ mod error;
 #[cfg(not(loom))]
 mod fork;
 #[cfg(not(loom))]
+mod queue;
+#[cfg(not(loom))]
 mod shm;
 #[cfg(not(loom))]
 mod sync;
 
 // Under loom only the algorithm cores are built, and made reachable for the
 // models in tests/loom_*.rs.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod queue;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod shm;
@@ -98,6 +104,8 @@ pub mod sync;
 
 #[cfg(not(loom))]
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use queue::spsc;
 #[cfg(not(loom))]
 pub use shm::{Fingerprint, ObjectKind};
 #[cfg(not(loom))]

@@ -71,6 +71,9 @@ pub enum ObjectKind {
     Barrier = 10,
     /// A condition variable (`Condition`).
     Condition = 11,
+    /// A single-producer single-consumer ring ([`spsc`](crate::spsc)):
+    /// index and wait words, then `len` slots.
+    Spsc = 12,
 }
 
 impl ObjectKind {
@@ -87,6 +90,7 @@ impl ObjectKind {
             9 => ObjectKind::Event,
             10 => ObjectKind::Barrier,
             11 => ObjectKind::Condition,
+            12 => ObjectKind::Spsc,
             _ => return None,
         })
     }
@@ -101,6 +105,11 @@ impl ObjectKind {
             // Lock word alone in its line; data starts on the next line so
             // bulk copies run on 64-byte aligned memory.
             ObjectKind::Array => 2 * HEADER_SIZE,
+            // Producer line (tail, closed), wait line, consumer line (head),
+            // a spacer line; slots start on the line after. Tail and head
+            // lie 128 bytes apart, so not even the adjacent-line prefetcher
+            // pairs them.
+            ObjectKind::Spsc => 5 * HEADER_SIZE,
             // Everything else keeps its state (and, for a Mutex, the lock word
             // and then the value) in the payload right after the header.
             ObjectKind::RawValue

@@ -1,0 +1,7 @@
+//! Queues between processes: algorithm cores in [`raw`], typed handles
+//! placed in shared memory next to them.
+
+pub mod raw;
+
+#[cfg(not(loom))]
+pub mod spsc;

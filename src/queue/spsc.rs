@@ -1,0 +1,757 @@
+//! A single-producer single-consumer channel of [`Pod`] values in shared
+//! memory: the fastest one-to-one path between two processes.
+//!
+//! [`channel`] places a bounded ring of `capacity` slots in shared memory
+//! and returns its two ends. The [`Producer`] pushes, the [`Consumer`] pops;
+//! values are copied into and out of the ring, never serialised. Either end
+//! can go to another process: a forked child uses its copy, an unrelated
+//! process [`attach`](Consumer::attach)es from a [`Descriptor`](crate::Descriptor).
+//!
+//! Pushing and popping are lock-free. Each end caches the other's index and
+//! reads the shared one only when its copy says "full" or "empty"; batch
+//! [`push_slice`](Producer::push_slice) and [`pop_into`](Consumer::pop_into)
+//! publish the index once per batch. A blocking [`push`](Producer::push) or
+//! [`pop`](Consumer::pop) spins briefly, then sleeps on a shared futex (an
+//! eventcount); with nobody asleep, pushes and pops make no system call.
+//!
+//! After [`Producer::close`], pushes fail with `Closed` and pops drain what
+//! is left, then report `Closed`: the end-of-stream marker (Python's
+//! `queue.put(None)` idiom) without a marker value.
+//!
+//! # One producer, one consumer
+//!
+//! Exactly one thread of one process may use each end at a time.
+//! `Producer` and `Consumer` are [`Send`] but not [`Clone`], and their
+//! operations take `&mut self`, so within a process the type system holds
+//! that line. Across processes it is the user's job: after a `fork` both
+//! processes hold both ends, and each end must be used by one of them only;
+//! an end handed over (attached elsewhere) must no longer be used where it
+//! came from, until it is handed back. Using one end from two places at
+//! once can lose, duplicate or garble items, never cause undefined
+//! behaviour: every slot index is computed locally modulo the capacity, and
+//! shared indices that make no sense read as "no items" or "no room".
+//! Dropping an end does not close the channel (a forked child's copy may
+//! still be in use); call [`close`](Producer::close).
+//!
+//! # Examples
+//!
+//! ```
+//! use multiproc::spsc;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (mut tx, mut rx) = spsc::channel::<u64>(1024)?;
+//! let producer = std::thread::spawn(move || {
+//!     for i in 0..10_000 {
+//!         tx.push(i).unwrap();
+//!     }
+//!     tx.close();
+//! });
+//! let mut sum = 0;
+//! while let Ok(v) = rx.pop() {
+//!     sum += v;
+//! }
+//! producer.join().unwrap();
+//! assert_eq!(sum, 10_000 * 9_999 / 2);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr;
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+pub use crate::queue::raw::spsc::{Closed, TryPopError, TryPushError};
+
+use crate::error::{Error, Result};
+use crate::queue::raw::spsc::{RawConsumer, RawProducer, RingMemory, STATE_BYTES, SpscState};
+use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::named::SharedMemory;
+use crate::shm::object::{Placed, attach_api};
+use crate::shm::value::{Place, deadline};
+use crate::sync::raw::futex::Futex;
+
+/// The largest capacity [`channel`] accepts.
+pub const MAX_CAPACITY: usize = u32::MAX as usize;
+
+/// A ring placed in shared memory: the ring state right before the slots.
+struct Mapped<T> {
+    obj: Placed,
+    _t: PhantomData<T>,
+}
+
+impl<T> fmt::Debug for Mapped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.obj.fmt(f)
+    }
+}
+
+impl<T> Mapped<T> {
+    #[inline]
+    fn slots(&self) -> *mut T {
+        self.obj.data().cast::<T>()
+    }
+}
+
+// SAFETY: the state and the slot pointer come from the locally validated
+// layout of one object (never from shared memory) and stay put while `obj`
+// keeps the mapping alive; the capacity is the layout's length. Slots are
+// accessed with volatile or `copy_nonoverlapping` copies of `Pod` values,
+// which are sound however a peer scribbles over the bytes.
+unsafe impl<T: Pod> RingMemory for Mapped<T> {
+    type Item = T;
+    type Waiter = Futex;
+
+    #[inline]
+    fn state(&self) -> &SpscState {
+        // SAFETY: kind Spsc puts element 0 at 5 * 64 bytes past the header
+        // (or later, aligned), so the STATE_BYTES before it lie inside the
+        // object, after the header, 64-aligned; SpscState is only atomics,
+        // valid for any bytes (zeroed at creation); the mapping outlives
+        // `&self`.
+        unsafe { &*self.obj.data().sub(STATE_BYTES).cast::<SpscState>() }
+    }
+
+    #[inline]
+    fn capacity(&self) -> usize {
+        self.obj.len()
+    }
+
+    #[inline]
+    fn waiter(&self) -> &Futex {
+        &Futex
+    }
+
+    #[inline]
+    unsafe fn write(&self, index: usize, value: T) {
+        // SAFETY: index < capacity (caller), so the slot is inside the
+        // object; aligned for T by the layout.
+        unsafe { ptr::write_volatile(self.slots().add(index), value) }
+    }
+
+    #[inline]
+    unsafe fn read(&self, index: usize) -> T {
+        // SAFETY: as in `write`; any bytes are a valid T: Pod.
+        unsafe { ptr::read_volatile(self.slots().add(index)) }
+    }
+
+    #[inline]
+    unsafe fn write_run(&self, index: usize, src: &[T]) {
+        // SAFETY: index + len <= capacity (caller); `src` is a local slice,
+        // which cannot overlap the shared slots a live object owns.
+        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.slots().add(index), src.len()) }
+    }
+
+    #[inline]
+    unsafe fn read_run(&self, index: usize, dst: &mut [T]) {
+        // SAFETY: as in `write_run`; any bytes are a valid T: Pod.
+        unsafe { ptr::copy_nonoverlapping(self.slots().add(index), dst.as_mut_ptr(), dst.len()) }
+    }
+}
+
+fn layout<T>(capacity: usize) -> Result<ObjectLayout> {
+    if capacity > MAX_CAPACITY {
+        return Err(Error::InvalidSize {
+            requested: capacity as u64,
+            reason: "channel capacity above spsc::MAX_CAPACITY",
+        });
+    }
+    ObjectLayout::new::<T>(ObjectKind::Spsc, capacity)
+}
+
+fn make<T: Pod>(place: Place<'_>, capacity: usize) -> Result<(Producer<T>, Consumer<T>)> {
+    let obj = place.make(layout::<T>(capacity)?, |_| {
+        // The payload is zeroed: an empty, open ring.
+    })?;
+    Ok((
+        Producer::from_placed(obj.clone()),
+        Consumer::from_placed(obj),
+    ))
+}
+
+/// Places a channel of `capacity` slots in shared memory and returns its
+/// two ends.
+///
+/// # Errors
+///
+/// [`Error::InvalidSize`] for a capacity of 0, above [`MAX_CAPACITY`], or
+/// too large for the address space; [`Error::Io`] if a segment cannot be
+/// made.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut tx, mut rx) = multiproc::spsc::channel::<[f32; 4]>(16)?;
+/// tx.push([1.0, 2.0, 3.0, 4.0])?;
+/// assert_eq!(rx.pop()?, [1.0, 2.0, 3.0, 4.0]);
+/// assert!(multiproc::spsc::channel::<u8>(0).is_err());
+/// # Ok(())
+/// # }
+/// ```
+pub fn channel<T: Pod>(capacity: usize) -> Result<(Producer<T>, Consumer<T>)> {
+    make(Place::Arena, capacity)
+}
+
+/// Places a channel of `capacity` slots at `offset` of a named segment, for
+/// unrelated processes to [`Producer::open_at`] / [`Consumer::open_at`].
+/// `offset` must be a multiple of [`shared_align`] with [`shared_size`]
+/// bytes free after it.
+///
+/// # Errors
+///
+/// As [`channel`], plus [`Error::OutOfBounds`] for a misaligned or too-late
+/// offset and [`Error::AlreadyExists`] if an object was already placed
+/// there.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{SharedMemory, spsc};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let name = format!("multiproc-doc-spsc-{}", std::process::id());
+/// let shm = SharedMemory::create(&name, spsc::shared_size::<u32>(8))?;
+/// let (mut tx, _rx) = spsc::channel_at::<u32>(&shm, 0, 8)?;
+/// tx.push(5)?;
+/// // ... in another process:
+/// let mut rx = spsc::Consumer::<u32>::open_at(&shm, 0)?;
+/// assert_eq!(rx.pop()?, 5);
+/// # shm.unlink()?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn channel_at<T: Pod>(
+    shm: &SharedMemory,
+    offset: usize,
+    capacity: usize,
+) -> Result<(Producer<T>, Consumer<T>)> {
+    make(Place::At(shm, offset), capacity)
+}
+
+/// Bytes a channel of `capacity` slots of `T` takes in a segment
+/// (`usize::MAX` if that capacity is refused).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(multiproc::spsc::shared_size::<u64>(4), 64 + 256 + 4 * 8);
+/// ```
+pub fn shared_size<T>(capacity: usize) -> usize {
+    layout::<T>(capacity).map_or(usize::MAX, |l| l.total_size)
+}
+
+/// Alignment a channel of `T` needs in a segment (64, or `T`'s if larger).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(multiproc::spsc::shared_align::<u64>(), 64);
+/// ```
+pub fn shared_align<T>() -> usize {
+    layout::<T>(1).map_or(usize::MAX, |l| l.align)
+}
+
+/// The sending end of an [`spsc`](self) channel.
+///
+/// See the [module documentation](self) for the one-producer rule.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::spsc::{self, TryPushError};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut tx, mut rx) = spsc::channel::<u32>(2)?;
+/// tx.try_push(1)?;
+/// tx.push(2)?;
+/// assert!(matches!(tx.try_push(3), Err(TryPushError::Full(3))));
+/// assert_eq!(rx.try_pop()?, 1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Producer<T: Pod> {
+    raw: RawProducer<Mapped<T>>,
+}
+
+impl<T: Pod> fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("closed", &self.is_closed())
+            .field("place", &self.raw.memory().obj)
+            .finish()
+    }
+}
+
+impl<T: Pod> Producer<T> {
+    attach_api!("Producer<T>", ObjectKind::Spsc, None, T);
+
+    fn from_placed(obj: Placed) -> Self {
+        Producer {
+            raw: RawProducer::new(Mapped {
+                obj,
+                _t: PhantomData,
+            }),
+        }
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.raw.memory().obj
+    }
+
+    fn state(&self) -> &SpscState {
+        self.raw.memory().state()
+    }
+
+    /// Pushes `value`, sleeping while the channel is full.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] with the value if the channel is (or gets) closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, mut rx) = multiproc::spsc::channel::<u8>(1)?;
+    /// tx.push(7)?;
+    /// assert_eq!(rx.pop()?, 7);
+    /// tx.close();
+    /// assert_eq!(tx.push(8).unwrap_err().0, 8);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn push(&mut self, value: T) -> std::result::Result<(), Closed<T>> {
+        loop {
+            match self.raw.push(value, None) {
+                Ok(()) => return Ok(()),
+                Err(TryPushError::Closed(v)) => return Err(Closed(v)),
+                // Without a deadline the wait only ends with room or close.
+                Err(TryPushError::Full(_)) => {}
+            }
+        }
+    }
+
+    /// Pushes `value` if there is room, without blocking (Python's
+    /// `put_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// [`TryPushError::Full`] or [`TryPushError::Closed`], with the value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::spsc::{self, TryPushError};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, _rx) = spsc::channel::<u8>(1)?;
+    /// tx.try_push(1)?;
+    /// assert_eq!(tx.try_push(2).unwrap_err().into_inner(), 2);
+    /// tx.close();
+    /// assert!(matches!(tx.try_push(3), Err(TryPushError::Closed(3))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn try_push(&mut self, value: T) -> std::result::Result<(), TryPushError<T>> {
+        self.raw.try_push(value)
+    }
+
+    /// Pushes `value`, sleeping while the channel is full, for at most
+    /// `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`TryPushError::Full`] if the channel was still full when the timeout
+    /// elapsed, [`TryPushError::Closed`] if it is (or gets) closed; both
+    /// with the value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, _rx) = multiproc::spsc::channel::<u8>(1)?;
+    /// tx.push_timeout(1, Duration::from_millis(5))?;
+    /// assert!(tx.push_timeout(2, Duration::from_millis(5)).unwrap_err().is_full());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn push_timeout(
+        &mut self,
+        value: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), TryPushError<T>> {
+        self.raw.push(value, deadline(timeout))
+    }
+
+    /// Pushes as many values of `src` as fit now, in order, publishing them
+    /// at once; returns how many. Never blocks; returns 0 when the channel
+    /// is full or closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, mut rx) = multiproc::spsc::channel::<u16>(4)?;
+    /// assert_eq!(tx.push_slice(&[1, 2, 3, 4, 5, 6]), 4);
+    /// let mut got = [0; 8];
+    /// assert_eq!(rx.pop_into(&mut got), 4);
+    /// assert_eq!(got[..4], [1, 2, 3, 4]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn push_slice(&mut self, src: &[T]) -> usize {
+        self.raw.push_slice(src)
+    }
+
+    /// Closes the channel: later pushes fail with `Closed`, and the consumer
+    /// drains what is left, then sees `Closed`. Wakes a sleeping consumer.
+    /// Closing twice is harmless; there is no reopening.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::spsc::{self, TryPopError};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, mut rx) = spsc::channel::<u8>(4)?;
+    /// tx.push(1)?;
+    /// tx.close();
+    /// assert_eq!(rx.try_pop(), Ok(1));
+    /// assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn close(&self) {
+        self.raw.close();
+    }
+
+    /// Whether the channel was closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (tx, rx) = multiproc::spsc::channel::<u8>(4)?;
+    /// tx.close();
+    /// assert!(tx.is_closed() && rx.is_closed());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        self.state().is_closed()
+    }
+
+    /// Values in the channel now (a snapshot the consumer may change at
+    /// once).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, _rx) = multiproc::spsc::channel::<u8>(4)?;
+    /// tx.push(1)?;
+    /// assert_eq!(tx.len(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.state().len(self.capacity())
+    }
+
+    /// Whether the channel is empty now (a snapshot).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (tx, _rx) = multiproc::spsc::channel::<u8>(4)?;
+    /// assert!(tx.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the channel is full now (a snapshot).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, _rx) = multiproc::spsc::channel::<u8>(1)?;
+    /// tx.push(1)?;
+    /// assert!(tx.is_full());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// The number of slots.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (tx, _rx) = multiproc::spsc::channel::<u8>(100)?;
+    /// assert_eq!(tx.capacity(), 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.raw.memory().capacity()
+    }
+}
+
+/// The receiving end of an [`spsc`](self) channel.
+///
+/// See the [module documentation](self) for the one-consumer rule.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::spsc::{self, TryPopError};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut tx, mut rx) = spsc::channel::<i64>(8)?;
+/// assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+/// tx.push(-1)?;
+/// assert_eq!(rx.pop()?, -1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Consumer<T: Pod> {
+    raw: RawConsumer<Mapped<T>>,
+}
+
+impl<T: Pod> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("closed", &self.is_closed())
+            .field("place", &self.raw.memory().obj)
+            .finish()
+    }
+}
+
+impl<T: Pod> Consumer<T> {
+    attach_api!("Consumer<T>", ObjectKind::Spsc, None, T);
+
+    fn from_placed(obj: Placed) -> Self {
+        Consumer {
+            raw: RawConsumer::new(Mapped {
+                obj,
+                _t: PhantomData,
+            }),
+        }
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.raw.memory().obj
+    }
+
+    fn state(&self) -> &SpscState {
+        self.raw.memory().state()
+    }
+
+    /// Takes the oldest value, sleeping while the channel is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] once the channel is closed and every value was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, mut rx) = multiproc::spsc::channel::<u32>(4)?;
+    /// tx.push(1)?;
+    /// tx.close();
+    /// assert_eq!(rx.pop()?, 1);
+    /// assert!(rx.pop().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn pop(&mut self) -> std::result::Result<T, Closed> {
+        loop {
+            match self.raw.pop(None) {
+                Ok(v) => return Ok(v),
+                Err(TryPopError::Closed) => return Err(Closed(())),
+                // Without a deadline the wait only ends with an item or close.
+                Err(TryPopError::Empty) => {}
+            }
+        }
+    }
+
+    /// Takes the oldest value if there is one, without blocking (Python's
+    /// `get_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// [`TryPopError::Empty`], or [`TryPopError::Closed`] once the channel
+    /// is closed and drained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::spsc::{self, TryPopError};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, mut rx) = spsc::channel::<u8>(4)?;
+    /// assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    /// tx.push(9)?;
+    /// assert_eq!(rx.try_pop(), Ok(9));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn try_pop(&mut self) -> std::result::Result<T, TryPopError> {
+        self.raw.try_pop()
+    }
+
+    /// Takes the oldest value, sleeping while the channel is empty, for at
+    /// most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`TryPopError::Empty`] if the channel was still empty when the
+    /// timeout elapsed, [`TryPopError::Closed`] once it is closed and
+    /// drained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::spsc::{self, TryPopError};
+    /// use std::time::Duration;
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (_tx, mut rx) = spsc::channel::<u8>(4)?;
+    /// assert_eq!(rx.pop_timeout(Duration::from_millis(5)), Err(TryPopError::Empty));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, TryPopError> {
+        self.raw.pop(deadline(timeout))
+    }
+
+    /// Takes up to `dst.len()` values into `dst`, oldest first, publishing
+    /// the new position once; returns how many. Never blocks; returns 0
+    /// when the channel is empty (see [`try_pop`](Self::try_pop) to tell
+    /// empty from closed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, mut rx) = multiproc::spsc::channel::<u8>(8)?;
+    /// tx.push_slice(&[1, 2, 3]);
+    /// let mut buf = [0; 2];
+    /// assert_eq!(rx.pop_into(&mut buf), 2);
+    /// assert_eq!(buf, [1, 2]);
+    /// assert_eq!(rx.pop_into(&mut buf), 1);
+    /// assert_eq!(buf[0], 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn pop_into(&mut self, dst: &mut [T]) -> usize {
+        self.raw.pop_into(dst)
+    }
+
+    /// Whether the channel was closed (values may still be left to pop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (tx, rx) = multiproc::spsc::channel::<u8>(4)?;
+    /// assert!(!rx.is_closed());
+    /// tx.close();
+    /// assert!(rx.is_closed());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        self.state().is_closed()
+    }
+
+    /// Values in the channel now (a snapshot the producer may change at
+    /// once).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, rx) = multiproc::spsc::channel::<u8>(4)?;
+    /// tx.push_slice(&[1, 2]);
+    /// assert_eq!(rx.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.state().len(self.capacity())
+    }
+
+    /// Whether the channel is empty now (a snapshot).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (_tx, rx) = multiproc::spsc::channel::<u8>(4)?;
+    /// assert!(rx.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the channel is full now (a snapshot).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, rx) = multiproc::spsc::channel::<u8>(2)?;
+    /// tx.push_slice(&[1, 2]);
+    /// assert!(rx.is_full());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// The number of slots.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (_tx, rx) = multiproc::spsc::channel::<u8>(3)?;
+    /// assert_eq!(rx.capacity(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.raw.memory().capacity()
+    }
+}

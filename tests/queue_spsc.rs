@@ -1,0 +1,497 @@
+//! The SPSC channel across real processes: forked children and a
+//! re-executed, unrelated process; plus bad capacities and a peer that
+//! scribbles over the ring's shared indices.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use common::{ShmName, fork};
+use multiproc::spsc::{self, Closed, Consumer, Producer, TryPopError, TryPushError};
+use multiproc::{AtomicValue, Descriptor, Error, SharedMemory, Value};
+
+/// The value of item `i`: not just `i`, so a slot read at the wrong time or
+/// place shows.
+fn item(i: u64) -> u64 {
+    i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i >> 7)
+}
+
+#[test]
+fn ends_are_send_not_clone() {
+    fn send<T: Send>() {}
+    send::<Producer<u64>>();
+    send::<Consumer<[u8; 3]>>();
+}
+
+/// One process, no blocking: order, `len`, full and empty.
+#[test]
+fn smoke() {
+    let (mut tx, mut rx) = spsc::channel::<u64>(4).unwrap();
+    assert_eq!((tx.capacity(), rx.capacity()), (4, 4));
+    assert!(tx.is_empty() && rx.is_empty() && !tx.is_full());
+    for i in 0..4 {
+        tx.try_push(item(i)).unwrap();
+        assert_eq!(rx.len(), i as usize + 1);
+    }
+    assert!(tx.is_full() && rx.is_full());
+    for round in 0..10u64 {
+        assert_eq!(rx.try_pop(), Ok(item(round)));
+        tx.push(item(round + 4)).unwrap();
+    }
+    for i in 10..14 {
+        assert_eq!(rx.pop(), Ok(item(i)));
+    }
+    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    assert!(format!("{tx:?} {rx:?}").contains("capacity: 4"));
+}
+
+/// Zero, absurd and overflowing capacities are `InvalidSize`; the largest
+/// accepted one is `MAX_CAPACITY`.
+#[test]
+fn capacity() {
+    for cap in [0, usize::MAX, spsc::MAX_CAPACITY + 1, usize::MAX / 4] {
+        assert!(
+            matches!(spsc::channel::<u64>(cap), Err(Error::InvalidSize { .. })),
+            "capacity {cap}"
+        );
+    }
+    assert!(matches!(
+        spsc::channel::<()>(0),
+        Err(Error::InvalidSize { .. })
+    ));
+    // Zero-sized items need no room; the capacity still bounds the count.
+    let (mut tx, mut rx) = spsc::channel::<()>(spsc::MAX_CAPACITY).unwrap();
+    assert_eq!(tx.push_slice(&[(); 100]), 100);
+    assert_eq!(rx.len(), 100);
+    assert_eq!(rx.pop_into(&mut [(); 64]), 64);
+    assert_eq!(spsc::shared_size::<u64>(0), usize::MAX);
+    assert_eq!(spsc::shared_size::<u64>(10), 64 + 256 + 80);
+}
+
+/// `try_push` on a full channel hands the value back; `try_pop` on an
+/// empty one says `Empty`; after `close` pushes hand their value back as
+/// `Closed` and pops drain, then say `Closed`.
+#[test]
+fn try_full_empty_and_close() {
+    let (mut tx, mut rx) = spsc::channel::<[u32; 3]>(2).unwrap();
+    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    tx.try_push([1, 1, 1]).unwrap();
+    tx.try_push([2, 2, 2]).unwrap();
+    match tx.try_push([3, 3, 3]) {
+        Err(TryPushError::Full(v)) => assert_eq!(v, [3, 3, 3]),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert_eq!(tx.push_slice(&[[4; 3]]), 0);
+    tx.close();
+    tx.close(); // twice is harmless
+    assert!(tx.is_closed() && rx.is_closed());
+    assert!(matches!(
+        tx.try_push([5; 3]),
+        Err(TryPushError::Closed([5, 5, 5]))
+    ));
+    assert_eq!(tx.push([6; 3]), Err(Closed([6, 6, 6])));
+    assert!(
+        tx.push_timeout([7; 3], Duration::from_millis(1))
+            .unwrap_err()
+            .is_closed()
+    );
+    assert_eq!(tx.push_slice(&[[8; 3]]), 0);
+    assert_eq!(rx.try_pop(), Ok([1, 1, 1]));
+    assert_eq!(rx.pop(), Ok([2, 2, 2]));
+    assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
+    assert_eq!(rx.pop(), Err(Closed(())));
+    assert_eq!(
+        rx.pop_timeout(Duration::from_secs(60)),
+        Err(TryPopError::Closed)
+    );
+    assert_eq!(rx.pop_into(&mut [[0; 3]; 4]), 0);
+}
+
+/// Timed calls give up after at least their timeout; a huge timeout does
+/// not overflow.
+#[test]
+fn timeouts() {
+    let (mut tx, mut rx) = spsc::channel::<u16>(1).unwrap();
+    let timeout = Duration::from_millis(50);
+    let t0 = Instant::now();
+    assert_eq!(rx.pop_timeout(timeout), Err(TryPopError::Empty));
+    assert!(t0.elapsed() >= timeout);
+    tx.push_timeout(1, Duration::MAX).unwrap();
+    let t0 = Instant::now();
+    match tx.push_timeout(2, timeout) {
+        Err(TryPushError::Full(2)) => {}
+        other => panic!("expected Full(2), got {other:?}"),
+    }
+    assert!(t0.elapsed() >= timeout);
+    assert_eq!(rx.pop_timeout(Duration::MAX), Ok(1));
+    assert_eq!(rx.pop_timeout(Duration::ZERO), Err(TryPopError::Empty));
+}
+
+/// One producer process and one consumer process move 2,000,000 `u64`
+/// through a small ring with blocking calls: every item arrives once, in
+/// order (checked item by item and by checksum); the producer closes, and
+/// the consumer sees `Closed` only after the last item.
+#[test]
+fn spsc_two_million_across_processes() {
+    const N: u64 = 2_000_000;
+    let (mut tx, mut rx) = spsc::channel::<u64>(1024).unwrap();
+    let sum = AtomicValue::new(0u64).unwrap();
+    let count = AtomicValue::new(0u64).unwrap();
+    let producer = fork(|| {
+        for i in 0..N {
+            if tx.push(item(i)).is_err() {
+                return 1;
+            }
+        }
+        tx.close();
+        0
+    });
+    let consumer = fork(|| {
+        let (mut n, mut s) = (0u64, 0u64);
+        while let Ok(v) = rx.pop() {
+            if v != item(n) {
+                eprintln!("item {n}: got {v:#x}, want {:#x}", item(n));
+                return 2;
+            }
+            s = s.wrapping_add(v);
+            n += 1;
+        }
+        sum.store(s, SeqCst);
+        count.store(n, SeqCst);
+        0
+    });
+    assert_eq!(producer.join(), 0);
+    assert_eq!(consumer.join(), 0);
+    assert_eq!(count.load(SeqCst), N);
+    let want = (0..N).fold(0u64, |s, i| s.wrapping_add(item(i)));
+    assert_eq!(sum.load(SeqCst), want);
+    assert!(rx.is_empty());
+}
+
+/// Batches across processes: `push_slice` and `pop_into` of varying sizes
+/// move 1,000,000 items in order; the ends fall back to blocking calls when
+/// a batch moves nothing.
+#[test]
+fn batches_across_processes() {
+    const N: u64 = 1_000_000;
+    let (mut tx, mut rx) = spsc::channel::<u64>(300).unwrap();
+    let producer = fork(|| {
+        let src: Vec<u64> = (0..N).map(item).collect();
+        let mut at = 0;
+        let mut step = 1;
+        while at < src.len() {
+            let end = (at + step).min(src.len());
+            let n = tx.push_slice(&src[at..end]);
+            if n == 0 {
+                tx.push(src[at]).unwrap();
+                at += 1;
+            } else {
+                at += n;
+            }
+            step = step % 500 + 7;
+        }
+        tx.close();
+        0
+    });
+    let consumer = fork(|| {
+        let mut buf = vec![0u64; 613];
+        let mut next = 0u64;
+        let mut want = 1;
+        loop {
+            let n = rx.pop_into(&mut buf[..want]);
+            let got: &[u64] = if n == 0 {
+                match rx.pop() {
+                    Ok(v) => {
+                        buf[0] = v;
+                        &buf[..1]
+                    }
+                    Err(Closed(())) => break,
+                }
+            } else {
+                &buf[..n]
+            };
+            for &v in got {
+                if v != item(next) {
+                    return 2;
+                }
+                next += 1;
+            }
+            want = want % 613 + 1;
+        }
+        if next == N { 0 } else { 3 }
+    });
+    assert_eq!(producer.join(), 0);
+    assert_eq!(consumer.join(), 0);
+}
+
+/// A consumer asleep in `pop` in another process is woken by a push, and
+/// by a close; a producer asleep on a full ring is woken by a pop.
+#[test]
+fn blocking_wakes_across_processes() {
+    let (mut tx, mut rx) = spsc::channel::<u32>(1).unwrap();
+    let consumer = fork(|| {
+        let a = rx.pop();
+        let b = rx.pop();
+        i32::from(!(a == Ok(42) && b == Err(Closed(()))))
+    });
+    consumer.wait_until_futex_sleep();
+    tx.push(42).unwrap();
+    // The child pops 42 and sleeps again; the close wakes it.
+    consumer.wait_until_futex_sleep();
+    tx.close();
+    assert_eq!(consumer.join(), 0);
+
+    let (mut tx, mut rx) = spsc::channel::<u32>(1).unwrap();
+    tx.push(1).unwrap();
+    let producer = fork(|| i32::from(tx.push(2).is_err()));
+    producer.wait_until_futex_sleep();
+    assert_eq!(rx.pop(), Ok(1));
+    assert_eq!(producer.join(), 0);
+    assert_eq!(rx.pop(), Ok(2));
+}
+
+/// The producer's end-of-stream protocol (Python's `put(None)`): it pushes,
+/// closes and leaves; the consumer, started later in another process,
+/// drains every item, then sees `Closed`.
+#[test]
+fn end_marker_close_then_drain() {
+    let (mut tx, mut rx) = spsc::channel::<u64>(128).unwrap();
+    let producer = fork(|| {
+        for i in 0..100 {
+            tx.push(item(i)).unwrap();
+        }
+        tx.close();
+        0
+    });
+    assert_eq!(producer.join(), 0);
+    assert!(rx.is_closed());
+    assert_eq!(rx.len(), 100);
+    let consumer = fork(|| {
+        for i in 0..100 {
+            if rx.pop() != Ok(item(i)) {
+                return 1;
+            }
+        }
+        i32::from(rx.pop() != Err(Closed(())) || rx.try_pop() != Err(TryPopError::Closed))
+    });
+    assert_eq!(consumer.join(), 0);
+}
+
+/// The consumer end attached in an unrelated process (a re-executed test
+/// binary, no fork, no inherited descriptors): it takes every item the
+/// producer pushes here, until the close. Wrong kinds and types are
+/// refused.
+#[test]
+fn attach_consumer_in_unrelated_process() {
+    const N: u64 = 100_000;
+    let (mut tx, rx) = spsc::channel::<u64>(64).unwrap();
+    let d = rx.descriptor();
+    assert!(Value::<u64>::attach(&d).is_err());
+    assert!(Consumer::<u32>::attach(&d).is_err());
+    assert!(Consumer::<i64>::attach(&d).is_err());
+    let bytes = d.to_bytes();
+    let child = std::thread::spawn(move || common::run_self("role_spsc_consumer", &bytes));
+    for i in 0..N {
+        tx.push_timeout(item(i), common::DEADLINE).unwrap();
+    }
+    tx.close();
+    let (code, out) = child.join().unwrap();
+    assert_eq!(code, 0, "child output:\n{out}");
+    let want = (0..N).fold(0u64, |s, i| s.wrapping_add(item(i)));
+    assert!(
+        out.contains(&format!("sum={want} n={N}")),
+        "child output:\n{out}"
+    );
+}
+
+/// The child side of [`attach_consumer_in_unrelated_process`].
+#[test]
+fn role_spsc_consumer() {
+    let Some(data) = common::role_data("role_spsc_consumer") else {
+        return;
+    };
+    let d = Descriptor::from_bytes(&data).unwrap();
+    assert!(Producer::<u32>::attach(&d).is_err());
+    let mut rx = Consumer::<u64>::attach(&d).unwrap();
+    assert_eq!(rx.capacity(), 64);
+    let (mut n, mut sum) = (0u64, 0u64);
+    loop {
+        match rx.pop_timeout(common::DEADLINE) {
+            Ok(v) => {
+                assert_eq!(v, item(n));
+                sum = sum.wrapping_add(v);
+                n += 1;
+            }
+            Err(TryPopError::Closed) => break,
+            Err(TryPopError::Empty) => panic!("no item within the deadline"),
+        }
+    }
+    println!("sum={sum} n={n}");
+}
+
+/// The producer end handed over: a forked child pushes through its copy,
+/// then another child attaches a fresh producer from the descriptor and
+/// continues; the consumer sees one stream, in order.
+#[test]
+fn producer_handed_over() {
+    let (mut tx, mut rx) = spsc::channel::<u64>(16).unwrap();
+    let d = tx.descriptor();
+    let first = fork(|| {
+        for i in 0..10 {
+            tx.push(item(i)).unwrap();
+        }
+        0
+    });
+    assert_eq!(first.join(), 0);
+    let second = fork(|| {
+        let mut p = Producer::<u64>::attach(&d).unwrap();
+        for i in 10..16 {
+            p.push(item(i)).unwrap();
+        }
+        0
+    });
+    assert_eq!(second.join(), 0);
+    for i in 0..16 {
+        assert_eq!(rx.try_pop(), Ok(item(i)));
+    }
+    // Our own producer copy re-synchronises with the moved tail.
+    tx.push(item(16)).unwrap();
+    assert_eq!(rx.try_pop(), Ok(item(16)));
+}
+
+/// A named-segment channel opened by offset; `open_at` refuses other types.
+#[test]
+fn named_segment_open_at() {
+    let name = ShmName::new("spsc");
+    let size = spsc::shared_size::<u32>(8);
+    let shm = SharedMemory::create(&name.0, size).unwrap();
+    let (mut tx, _rx) = spsc::channel_at::<u32>(&shm, 0, 8).unwrap();
+    assert!(matches!(
+        spsc::channel_at::<u32>(&shm, 0, 8),
+        Err(Error::AlreadyExists { .. }) | Err(Error::Overlap { .. })
+    ));
+    assert!(Consumer::<u64>::open_at(&shm, 0).is_err());
+    tx.push_slice(&[1, 2, 3]);
+    let child = fork(|| {
+        let Ok(mut rx) = Consumer::<u32>::open_at(&shm, 0) else {
+            return 1;
+        };
+        let mut buf = [0; 8];
+        i32::from(rx.pop_into(&mut buf) != 3 || buf[..3] != [1, 2, 3])
+    });
+    assert_eq!(child.join(), 0);
+}
+
+/// A peer's view of a named segment: its own mapping of the file, through
+/// which the test scribbles as another process would.
+struct Peer(memmap2::MmapRaw);
+
+impl Peer {
+    fn open(shm: &SharedMemory) -> Peer {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/shm/{}", shm.name()))
+            .unwrap();
+        Peer(memmap2::MmapRaw::map_raw(&f).unwrap())
+    }
+
+    fn write_u64(&self, off: usize, v: u64) {
+        assert!(off + 8 <= self.0.len());
+        // SAFETY: in bounds of the peer's mapping, 8-aligned (offsets below
+        // are); the test holds no reference into these bytes.
+        unsafe { std::ptr::write_volatile(self.0.as_mut_ptr().add(off).cast::<u64>(), v) };
+    }
+}
+
+/// Offsets within the object (header at 0): see `ObjectKind::Spsc`.
+const TAIL: usize = 64;
+const CLOSED: usize = 72;
+const HEAD: usize = 192;
+
+/// A peer scribbling over the ring's indices and flags makes our process
+/// get wrong data, `Empty`/`Full`, or `Closed`, but never read or write
+/// outside the ring: every value popped is one of the values in the slots,
+/// counts stay within the capacity, and timed calls return.
+#[test]
+fn scribbled_indices_never_go_out_of_bounds() {
+    const CAP: usize = 7;
+    let name = ShmName::new("spsc-scribble");
+    // Room for the ring and, after it, a canary region we must never touch.
+    let size = 4096;
+    let shm = SharedMemory::create(&name.0, size).unwrap();
+    let (mut tx, mut rx) = spsc::channel_at::<u64>(&shm, 0, CAP).unwrap();
+    let peer = Peer::open(&shm);
+    let end = spsc::shared_size::<u64>(CAP);
+    const CANARY: u64 = 0xC0FF_EE00_DEAD_BEEF;
+    for off in (end.next_multiple_of(8)..size).step_by(8) {
+        peer.write_u64(off, CANARY);
+    }
+    const FILL: u64 = 0x5151_5151_5151_5151;
+    while tx.try_push(FILL).is_ok() {}
+
+    let mut rng = 0x1234_5678_9abc_def0u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let interesting = [
+        0,
+        1,
+        CAP as u64 - 1,
+        CAP as u64,
+        CAP as u64 + 1,
+        u64::MAX,
+        u64::MAX - 3,
+        1 << 63,
+    ];
+    let mut buf = [0u64; 2 * CAP];
+    for round in 0..5_000 {
+        let pick = |r: u64| {
+            if r.is_multiple_of(3) {
+                interesting[(r / 3) as usize % interesting.len()]
+            } else {
+                r
+            }
+        };
+        match round % 4 {
+            0 => peer.write_u64(TAIL, pick(next())),
+            1 => peer.write_u64(HEAD, pick(next())),
+            2 => {
+                peer.write_u64(TAIL, pick(next()));
+                peer.write_u64(HEAD, pick(next()));
+            }
+            _ => peer.write_u64(CLOSED, next() % 2),
+        }
+        assert!(tx.len() <= CAP && rx.len() <= CAP);
+        match rx.try_pop() {
+            Ok(v) => assert_eq!(v, FILL, "popped a value nobody pushed"),
+            Err(TryPopError::Empty | TryPopError::Closed) => {}
+        }
+        let n = rx.pop_into(&mut buf);
+        assert!(n <= CAP);
+        assert!(buf[..n].iter().all(|&v| v == FILL));
+        let _ = tx.try_push(FILL);
+        assert!(tx.push_slice(&[FILL; 2 * CAP]) <= CAP);
+        if round % 500 == 0 {
+            let _ = rx.pop_timeout(Duration::from_millis(1));
+            let _ = tx.push_timeout(FILL, Duration::from_millis(1));
+        }
+    }
+    // The bytes after the ring were never written.
+    for off in (end.next_multiple_of(8)..size).step_by(8) {
+        // SAFETY: in bounds of the peer's mapping, 8-aligned.
+        let v = unsafe { std::ptr::read_volatile(peer.0.as_ptr().add(off).cast::<u64>()) };
+        assert_eq!(v, CANARY, "byte {off} past the ring was written");
+    }
+    // Restored indices make a working ring again.
+    peer.write_u64(TAIL, 0);
+    peer.write_u64(HEAD, 0);
+    peer.write_u64(CLOSED, 0);
+    tx.push(3).unwrap();
+    assert_eq!(rx.pop(), Ok(3));
+}
