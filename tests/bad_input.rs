@@ -238,38 +238,6 @@ fn checksum(h: &[u8; 64]) -> u64 {
     x
 }
 
-/// A peer's view of a named segment: its own mapping of the file, through
-/// which the test scribbles as another process would (this process's
-/// `SharedMemory::write_at` refuses to write over live objects).
-struct Peer(memmap2::MmapRaw);
-
-impl Peer {
-    fn open(shm: &SharedMemory) -> Peer {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(format!("/dev/shm/{}", shm.name()))
-            .unwrap();
-        Peer(memmap2::MmapRaw::map_raw(&f).unwrap())
-    }
-
-    fn write(&self, off: usize, bytes: &[u8]) {
-        assert!(off + bytes.len() <= self.0.len());
-        // SAFETY: in bounds of the peer's mapping; the test holds no
-        // reference into these bytes while it scribbles.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.as_mut_ptr().add(off), bytes.len())
-        };
-    }
-
-    fn header(&self, off: usize) -> [u8; 64] {
-        let mut h = [0u8; 64];
-        // SAFETY: in bounds of the peer's mapping.
-        unsafe { std::ptr::copy_nonoverlapping(self.0.as_ptr().add(off), h.as_mut_ptr(), 64) };
-        h
-    }
-}
-
 #[test]
 fn unpublished_and_corrupted_headers() {
     let name = ShmName::new("corrupt");
@@ -298,7 +266,7 @@ fn unpublished_and_corrupted_headers() {
     ));
 
     let good = Array::<u32>::create_at(&shm, 0, 8).unwrap();
-    let peer = Peer::open(&shm);
+    let peer = common::Peer::open(&shm);
     let pristine = peer.header(0);
 
     // Half-initialised: ready word still says "being initialised".
@@ -373,7 +341,7 @@ fn scribbled_payload_stays_in_bounds() {
     let name = ShmName::new("scribble");
     let shm = SharedMemory::create(&name.0, 4096).unwrap();
     let a = RawArray::<u64>::create_at(&shm, 0, 32).unwrap();
-    let peer = Peer::open(&shm);
+    let peer = common::Peer::open(&shm);
     let junk: Vec<u8> = (0..shm.size()).map(|i| (i * 31 + 7) as u8).collect();
     peer.write(0, &junk);
     assert_eq!(a.len(), 32);

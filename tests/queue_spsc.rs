@@ -384,28 +384,6 @@ fn named_segment_open_at() {
     assert_eq!(child.join(), 0);
 }
 
-/// A peer's view of a named segment: its own mapping of the file, through
-/// which the test scribbles as another process would.
-struct Peer(memmap2::MmapRaw);
-
-impl Peer {
-    fn open(shm: &SharedMemory) -> Peer {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(format!("/dev/shm/{}", shm.name()))
-            .unwrap();
-        Peer(memmap2::MmapRaw::map_raw(&f).unwrap())
-    }
-
-    fn write_u64(&self, off: usize, v: u64) {
-        assert!(off + 8 <= self.0.len());
-        // SAFETY: in bounds of the peer's mapping, 8-aligned (offsets below
-        // are); the test holds no reference into these bytes.
-        unsafe { std::ptr::write_volatile(self.0.as_mut_ptr().add(off).cast::<u64>(), v) };
-    }
-}
-
 /// Offsets within the object (header at 0): see `ObjectKind::Spsc`.
 const TAIL: usize = 64;
 const CLOSED: usize = 72;
@@ -423,7 +401,7 @@ fn scribbled_indices_never_go_out_of_bounds() {
     let size = 4096;
     let shm = SharedMemory::create(&name.0, size).unwrap();
     let (mut tx, mut rx) = spsc::channel_at::<u64>(&shm, 0, CAP).unwrap();
-    let peer = Peer::open(&shm);
+    let peer = common::Peer::open(&shm);
     let end = spsc::shared_size::<u64>(CAP);
     const CANARY: u64 = 0xC0FF_EE00_DEAD_BEEF;
     for off in (end.next_multiple_of(8)..size).step_by(8) {
@@ -484,9 +462,11 @@ fn scribbled_indices_never_go_out_of_bounds() {
     }
     // The bytes after the ring were never written.
     for off in (end.next_multiple_of(8)..size).step_by(8) {
-        // SAFETY: in bounds of the peer's mapping, 8-aligned.
-        let v = unsafe { std::ptr::read_volatile(peer.0.as_ptr().add(off).cast::<u64>()) };
-        assert_eq!(v, CANARY, "byte {off} past the ring was written");
+        assert_eq!(
+            peer.read_u64(off),
+            CANARY,
+            "byte {off} past the ring was written"
+        );
     }
     // Restored indices make a working ring again.
     peer.write_u64(TAIL, 0);

@@ -219,3 +219,48 @@ impl Drop for ShmName {
         let _ = multiproc::SharedMemory::remove(&self.0);
     }
 }
+
+/// A peer's view of a named segment: its own mapping of the file, through
+/// which the test scribbles as another process would (this process's
+/// `SharedMemory::write_at` refuses to write over live objects).
+pub struct Peer(memmap2::MmapRaw);
+
+impl Peer {
+    pub fn open(shm: &multiproc::SharedMemory) -> Peer {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/shm/{}", shm.name()))
+            .unwrap();
+        Peer(memmap2::MmapRaw::map_raw(&f).unwrap())
+    }
+
+    pub fn write(&self, off: usize, bytes: &[u8]) {
+        assert!(off + bytes.len() <= self.0.len());
+        // SAFETY: in bounds of the peer's mapping; the test holds no
+        // reference into these bytes while it scribbles.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.as_mut_ptr().add(off), bytes.len())
+        };
+    }
+
+    pub fn write_u64(&self, off: usize, v: u64) {
+        assert!(off + 8 <= self.0.len() && off.is_multiple_of(8));
+        // SAFETY: in bounds of the peer's mapping and 8-aligned (asserted);
+        // the test holds no reference into these bytes.
+        unsafe { std::ptr::write_volatile(self.0.as_mut_ptr().add(off).cast::<u64>(), v) };
+    }
+
+    pub fn read_u64(&self, off: usize) -> u64 {
+        assert!(off + 8 <= self.0.len() && off.is_multiple_of(8));
+        // SAFETY: in bounds of the peer's mapping and 8-aligned (asserted).
+        unsafe { std::ptr::read_volatile(self.0.as_ptr().add(off).cast::<u64>()) }
+    }
+
+    pub fn header(&self, off: usize) -> [u8; 64] {
+        let mut h = [0u8; 64];
+        // SAFETY: in bounds of the peer's mapping.
+        unsafe { std::ptr::copy_nonoverlapping(self.0.as_ptr().add(off), h.as_mut_ptr(), 64) };
+        h
+    }
+}
