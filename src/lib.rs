@@ -18,6 +18,7 @@
 //! | [`Semaphore`], [`BoundedSemaphore`] | same names | counting semaphores |
 //! | [`Event`] | `multiprocessing.Event` | a flag processes wait on |
 //! | [`Barrier`] | `multiprocessing.Barrier` | rendezvous of `n` parties, reusable, breakable |
+//! | [`Queue<T>`] | `multiprocessing.Queue` | bounded lock-free MPMC ring of `Pod` items |
 //! | [`spsc::channel`] | — | lock-free single-producer single-consumer ring of `Pod` items |
 //!
 //! `T` is any [`bytemuck::Pod`] type: integers, floats, arrays of them,
@@ -104,6 +105,8 @@ pub mod sync;
 
 #[cfg(not(loom))]
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use queue::mpmc::{Closed, Queue, TryGetError, TryPutError};
 #[cfg(not(loom))]
 pub use queue::spsc;
 #[cfg(not(loom))]

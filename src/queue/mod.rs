@@ -5,3 +5,6 @@ pub mod raw;
 
 #[cfg(not(loom))]
 pub mod spsc;
+
+#[cfg(not(loom))]
+pub(crate) mod mpmc;

@@ -74,6 +74,9 @@ pub enum ObjectKind {
     /// A single-producer single-consumer ring ([`spsc`](crate::spsc)):
     /// index and wait words, then `len` slots.
     Spsc = 12,
+    /// A multi-producer multi-consumer ring ([`Queue`](crate::Queue)):
+    /// position and wait words, then `len` slots of stamp and value.
+    Mpmc = 13,
 }
 
 impl ObjectKind {
@@ -91,6 +94,7 @@ impl ObjectKind {
             10 => ObjectKind::Barrier,
             11 => ObjectKind::Condition,
             12 => ObjectKind::Spsc,
+            13 => ObjectKind::Mpmc,
             _ => return None,
         })
     }
@@ -109,7 +113,8 @@ impl ObjectKind {
             // a spacer line; slots start on the line after. Tail and head
             // lie 128 bytes apart, so not even the adjacent-line prefetcher
             // pairs them.
-            ObjectKind::Spsc => 5 * HEADER_SIZE,
+            // Mpmc: the same four lines (tail, wait, head, spacer).
+            ObjectKind::Spsc | ObjectKind::Mpmc => 5 * HEADER_SIZE,
             // Everything else keeps its state (and, for a Mutex, the lock word
             // and then the value) in the payload right after the header.
             ObjectKind::RawValue

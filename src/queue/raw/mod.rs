@@ -3,4 +3,5 @@
 //! model them on heap memory.
 
 pub mod eventcount;
+pub mod mpmc;
 pub mod spsc;

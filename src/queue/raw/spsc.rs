@@ -303,8 +303,8 @@ impl<T> std::fmt::Debug for TryPushError<T> {
 impl<T> std::fmt::Display for TryPushError<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            TryPushError::Full(_) => f.write_str("pushing into a full channel"),
-            TryPushError::Closed(_) => f.write_str("pushing into a closed channel"),
+            TryPushError::Full(_) => f.write_str("the queue is full"),
+            TryPushError::Closed(_) => f.write_str("the queue is closed"),
         }
     }
 }
@@ -316,10 +316,10 @@ impl<T> std::error::Error for TryPushError<T> {}
 pub enum TryPopError {
     /// The ring is empty (or, from a timed pop, was still empty at the
     /// deadline) but not closed.
-    #[error("popping from an empty channel")]
+    #[error("the queue is empty")]
     Empty,
     /// The ring is closed and every item was taken.
-    #[error("popping from a closed and empty channel")]
+    #[error("the queue is closed and empty")]
     Closed,
 }
 
@@ -337,7 +337,7 @@ impl<T> std::fmt::Debug for Closed<T> {
 
 impl<T> std::fmt::Display for Closed<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the channel is closed")
+        f.write_str("the queue is closed")
     }
 }
 

@@ -1,0 +1,375 @@
+//! The MPMC `Queue` across real processes: forked producers and consumers,
+//! a re-executed, unrelated consumer; plus bad capacities, full and empty,
+//! close and timeouts.
+#![cfg(not(loom))]
+
+mod common;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use common::fork;
+use multiproc::{
+    AtomicValue, Closed, Descriptor, Error, Queue, RawArray, TryGetError, TryPutError, Value,
+};
+
+/// Item `seq` of producer `p`: the producer in the top 8 bits, the
+/// sequence number below, so a consumer can check each producer's order.
+fn item(p: u64, seq: u64) -> u64 {
+    (p << 56) | seq
+}
+
+#[test]
+fn queue_is_send_sync_clone() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<Queue<u64>>();
+    check::<Queue<[u8; 3]>>();
+}
+
+/// One process, no blocking: order, `len`, full and empty, wrap-around.
+#[test]
+fn smoke() {
+    let q = Queue::<u64>::new(4).unwrap();
+    assert_eq!(q.capacity(), 4);
+    assert!(q.is_empty() && !q.is_full());
+    for i in 0..4 {
+        q.try_put(i).unwrap();
+        assert_eq!(q.len(), i as usize + 1);
+    }
+    assert!(q.is_full());
+    for round in 0..10u64 {
+        assert_eq!(q.try_get(), Ok(round));
+        q.put(round + 4).unwrap();
+        assert_eq!(q.len(), 4);
+    }
+    for i in 10..14 {
+        assert_eq!(q.get(), Ok(i));
+    }
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    assert!(q.is_empty());
+    assert!(format!("{q:?}").contains("capacity: 4"));
+}
+
+/// Zero, absurd and overflowing capacities are `InvalidSize`.
+#[test]
+fn capacity() {
+    for cap in [
+        0,
+        usize::MAX,
+        Queue::<u64>::MAX_CAPACITY + 1,
+        usize::MAX / 4,
+    ] {
+        assert!(
+            matches!(Queue::<u64>::new(cap), Err(Error::InvalidSize { .. })),
+            "capacity {cap}"
+        );
+    }
+    assert!(matches!(
+        Queue::<()>::new(0),
+        Err(Error::InvalidSize { .. })
+    ));
+    let q = Queue::<()>::new(3).unwrap();
+    assert_eq!(q.put_slice(&[(); 5]), 3);
+    assert!(matches!(q.try_put(()), Err(TryPutError::Full(()))));
+    assert_eq!(q.get_into(&mut [(); 2]), 2);
+    assert_eq!(Queue::<u64>::shared_size(0), usize::MAX);
+    assert_eq!(Queue::<u64>::shared_size(10), 64 + 256 + 160);
+    assert_eq!(Queue::<u64>::shared_align(), 64);
+}
+
+/// `try_put` on a full queue hands the value back; `try_get` on an empty
+/// one says `Empty`; after `close` (from another handle) puts hand their
+/// value back as `Closed` and gets drain, then say `Closed`.
+#[test]
+fn try_full_empty_and_close() {
+    let q = Queue::<[u32; 3]>::new(2).unwrap();
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    q.try_put([1; 3]).unwrap();
+    q.try_put([2; 3]).unwrap();
+    match q.try_put([3; 3]) {
+        Err(TryPutError::Full(v)) => assert_eq!(v, [3; 3]),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert!(q.put_timeout([3; 3], Duration::ZERO).unwrap_err().is_full());
+    assert_eq!(q.put_slice(&[[4; 3]]), 0);
+    q.clone().close();
+    q.close(); // twice is harmless
+    assert!(q.is_closed());
+    assert!(matches!(
+        q.try_put([5; 3]),
+        Err(TryPutError::Closed([5, 5, 5]))
+    ));
+    assert_eq!(q.put([6; 3]), Err(Closed([6; 3])));
+    assert!(
+        q.put_timeout([7; 3], Duration::from_millis(1))
+            .unwrap_err()
+            .is_closed()
+    );
+    assert_eq!(q.put_slice(&[[8; 3]]), 0);
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.try_get(), Ok([1; 3]));
+    assert_eq!(q.get(), Ok([2; 3]));
+    assert_eq!(q.try_get(), Err(TryGetError::Closed));
+    assert_eq!(q.get(), Err(Closed(())));
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(60)),
+        Err(TryGetError::Closed)
+    );
+    assert_eq!(q.get_into(&mut [[0; 3]; 4]), 0);
+}
+
+/// Timed calls give up after at least their timeout; a huge timeout does
+/// not overflow.
+#[test]
+fn timeouts() {
+    let q = Queue::<u16>::new(1).unwrap();
+    let timeout = Duration::from_millis(50);
+    let t0 = Instant::now();
+    assert_eq!(q.get_timeout(timeout), Err(TryGetError::Empty));
+    assert!(t0.elapsed() >= timeout);
+    q.put_timeout(1, Duration::MAX).unwrap();
+    let t0 = Instant::now();
+    match q.put_timeout(2, timeout) {
+        Err(TryPutError::Full(2)) => {}
+        other => panic!("expected Full(2), got {other:?}"),
+    }
+    assert!(t0.elapsed() >= timeout);
+    assert_eq!(q.get_timeout(Duration::MAX), Ok(1));
+    assert_eq!(q.get_timeout(Duration::ZERO), Err(TryGetError::Empty));
+}
+
+/// `producers` processes each put `per` items (single puts, or batches
+/// with `batch`), `consumers` processes get until `Closed`; the parent
+/// closes once every producer is done. Each consumer checks that every
+/// producer's items arrive in increasing order and records its count and
+/// checksum; together they got every item exactly once.
+fn run_mpmc(producers: u64, consumers: usize, per: u64, capacity: usize, batch: bool) {
+    let q = Queue::<u64>::new(capacity).unwrap();
+    let sums = RawArray::<u64>::new(consumers).unwrap();
+    let counts = RawArray::<u64>::new(consumers).unwrap();
+    let cons: Vec<_> = (0..consumers)
+        .map(|c| {
+            let (q, sums, counts) = (q.clone(), sums.clone(), counts.clone());
+            fork(move || {
+                let mut last = vec![None::<u64>; producers as usize];
+                let (mut n, mut s) = (0u64, 0u64);
+                let mut buf = [0u64; 37];
+                loop {
+                    let got: &[u64] = if batch {
+                        let k = q.get_into(&mut buf[..(n as usize % 37) + 1]);
+                        if k > 0 {
+                            &buf[..k]
+                        } else {
+                            match q.get() {
+                                Ok(v) => {
+                                    buf[0] = v;
+                                    &buf[..1]
+                                }
+                                Err(Closed(())) => break,
+                            }
+                        }
+                    } else {
+                        match q.get() {
+                            Ok(v) => {
+                                buf[0] = v;
+                                &buf[..1]
+                            }
+                            Err(Closed(())) => break,
+                        }
+                    };
+                    for &v in got {
+                        let (p, seq) = ((v >> 56) as usize, v & ((1 << 56) - 1));
+                        if p >= last.len() || seq >= per || last[p].is_some_and(|l| l >= seq) {
+                            eprintln!("consumer {c}: bad item {v:#x} after {:?}", last.get(p));
+                            return 2;
+                        }
+                        last[p] = Some(seq);
+                        s = s.wrapping_add(v);
+                        n += 1;
+                    }
+                }
+                sums.set(c, s).unwrap();
+                counts.set(c, n).unwrap();
+                0
+            })
+        })
+        .collect();
+    let prods: Vec<_> = (0..producers)
+        .map(|p| {
+            let q = q.clone();
+            fork(move || {
+                if batch {
+                    let src: Vec<u64> = (0..per).map(|i| item(p, i)).collect();
+                    let (mut at, mut step) = (0, 1);
+                    while at < src.len() {
+                        let end = (at + step).min(src.len());
+                        match q.put_slice(&src[at..end]) {
+                            0 => {
+                                if q.put(src[at]).is_err() {
+                                    return 1;
+                                }
+                                at += 1;
+                            }
+                            n => at += n,
+                        }
+                        step = step % 50 + 3;
+                    }
+                } else {
+                    for i in 0..per {
+                        if q.put(item(p, i)).is_err() {
+                            return 1;
+                        }
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    for (i, p) in prods.into_iter().enumerate() {
+        assert_eq!(p.join(), 0, "producer {i}");
+    }
+    q.close();
+    for (i, c) in cons.into_iter().enumerate() {
+        assert_eq!(c.join(), 0, "consumer {i}");
+    }
+    let total: u64 = (0..consumers).map(|c| counts.get(c).unwrap()).sum();
+    assert_eq!(total, producers * per);
+    let sum = (0..consumers).fold(0u64, |s, c| s.wrapping_add(sums.get(c).unwrap()));
+    let want = (0..producers)
+        .flat_map(|p| (0..per).map(move |i| item(p, i)))
+        .fold(0u64, u64::wrapping_add);
+    assert_eq!(sum, want);
+    assert!(q.is_empty());
+    assert_eq!(q.try_get(), Err(TryGetError::Closed));
+}
+
+/// One producer process, one consumer process, 1,000,000 items.
+#[test]
+fn one_producer_one_consumer_across_processes() {
+    run_mpmc(1, 1, 1_000_000, 1024, false);
+}
+
+/// Three producer processes, two consumer processes, 1,200,000 items in a
+/// small ring (lots of full and empty).
+#[test]
+fn three_producers_two_consumers_across_processes() {
+    run_mpmc(3, 2, 400_000, 64, false);
+}
+
+/// The same with batches of varying sizes on both sides.
+#[test]
+fn batches_three_producers_two_consumers() {
+    run_mpmc(3, 2, 200_000, 100, true);
+}
+
+/// A consumer asleep in `get` in another process is woken by a put, and
+/// by a close; a producer asleep on a full queue is woken by a get.
+#[test]
+fn blocking_wakes_across_processes() {
+    let q = Queue::<u32>::new(1).unwrap();
+    let consumer = fork(|| {
+        let a = q.get();
+        let b = q.get();
+        i32::from(!(a == Ok(42) && b == Err(Closed(()))))
+    });
+    consumer.wait_until_futex_sleep();
+    q.put(42).unwrap();
+    consumer.wait_until_futex_sleep();
+    q.close();
+    assert_eq!(consumer.join(), 0);
+
+    let q = Queue::<u32>::new(1).unwrap();
+    q.put(1).unwrap();
+    let producer = fork(|| i32::from(q.put(2).is_err()));
+    producer.wait_until_futex_sleep();
+    assert_eq!(q.get(), Ok(1));
+    assert_eq!(producer.join(), 0);
+    assert_eq!(q.get(), Ok(2));
+}
+
+/// Close semantics across processes: a producer process puts, closes and
+/// leaves; consumers started later in two other processes drain every
+/// item between them, then both see `Closed`; puts after the close fail.
+#[test]
+fn close_then_drain_across_processes() {
+    let q = Queue::<u64>::new(128).unwrap();
+    let taken = AtomicValue::new(0u64).unwrap();
+    let producer = fork(|| {
+        for i in 0..100 {
+            q.put(i).unwrap();
+        }
+        q.close();
+        0
+    });
+    assert_eq!(producer.join(), 0);
+    assert!(q.is_closed());
+    assert_eq!(q.len(), 100);
+    assert!(matches!(q.try_put(1), Err(TryPutError::Closed(1))));
+    let kids: Vec<_> = (0..2)
+        .map(|_| {
+            fork(|| {
+                let mut n = 0;
+                while q.get().is_ok() {
+                    n += 1;
+                }
+                taken.fetch_add(n, SeqCst);
+                i32::from(q.try_get() != Err(TryGetError::Closed))
+            })
+        })
+        .collect();
+    for k in kids {
+        assert_eq!(k.join(), 0);
+    }
+    assert_eq!(taken.load(SeqCst), 100);
+}
+
+/// A consumer attached in an unrelated process (a re-executed test binary,
+/// no fork): it takes every item put here, until the close. Wrong kinds and
+/// types are refused.
+#[test]
+fn attach_consumer_in_unrelated_process() {
+    const N: u64 = 100_000;
+    let q = Queue::<u64>::new(64).unwrap();
+    let d = q.descriptor();
+    assert!(Value::<u64>::attach(&d).is_err());
+    assert!(Queue::<u32>::attach(&d).is_err());
+    assert!(Queue::<i64>::attach(&d).is_err());
+    assert!(multiproc::spsc::Consumer::<u64>::attach(&d).is_err());
+    let bytes = d.to_bytes();
+    let child = std::thread::spawn(move || common::run_self("role_mpmc_consumer", &bytes));
+    for i in 0..N {
+        q.put_timeout(i, common::DEADLINE).unwrap();
+    }
+    q.close();
+    let (code, out) = child.join().unwrap();
+    assert_eq!(code, 0, "child output:\n{out}");
+    let want = N * (N - 1) / 2;
+    assert!(
+        out.contains(&format!("sum={want} n={N}")),
+        "child output:\n{out}"
+    );
+}
+
+/// The child side of [`attach_consumer_in_unrelated_process`].
+#[test]
+fn role_mpmc_consumer() {
+    let Some(data) = common::role_data("role_mpmc_consumer") else {
+        return;
+    };
+    let d = Descriptor::from_bytes(&data).unwrap();
+    let q = Queue::<u64>::attach(&d).unwrap();
+    assert_eq!(q.capacity(), 64);
+    let (mut n, mut sum) = (0u64, 0u64);
+    loop {
+        match q.get_timeout(common::DEADLINE) {
+            Ok(v) => {
+                assert_eq!(v, n);
+                sum += v;
+                n += 1;
+            }
+            Err(TryGetError::Closed) => break,
+            Err(TryGetError::Empty) => panic!("no item within the deadline"),
+        }
+    }
+    println!("sum={sum} n={n}");
+}
