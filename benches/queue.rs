@@ -92,11 +92,13 @@
 mod common;
 mod two_sides;
 
-use two_sides::{DEADLINE, Handshake, checked_run, two_processes, two_threads, wait_flag};
+use two_sides::{
+    DEADLINE, Handshake, Latency, Marks, SharedPage, Wall, checked_run, two_processes, two_threads,
+    voluntary_switches, wait_flag,
+};
 
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
-use std::ptr::{self, NonNull};
+use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
@@ -106,7 +108,6 @@ use criterion::{
 };
 use multiproc::spsc::{self, TryPopError, TryPushError};
 use multiproc::{AtomicValue, Queue, TryGetError};
-use rustix::mm::{MapFlags, ProtFlags};
 
 /// Slots of every ring in these benches, ours and the peers'.
 const CAPACITY: usize = 1024;
@@ -128,9 +129,6 @@ const SANITY_ROUNDS: u64 = if cfg!(debug_assertions) { 500 } else { 2_000 };
 
 /// Checks of its word the spinning raw futex peer makes before it sleeps.
 const RAW_SPINS: u32 = 100;
-
-/// The size of one [`SharedPage`].
-const PAGE: usize = 4096;
 
 // --------------------------------------------------------------------------
 // Waiting helpers
@@ -860,171 +858,6 @@ fn mpmc_throughput(c: &mut Criterion) {
 // --------------------------------------------------------------------------
 // Shared memory for the raw peers
 // --------------------------------------------------------------------------
-
-/// One zero-filled page mapped `MAP_SHARED | MAP_ANONYMOUS`: shared with
-/// every child forked after it was made. Unmapped when the parent drops it
-/// (a forked child leaves with `_exit` and never does).
-struct SharedPage {
-    ptr: NonNull<u8>,
-}
-
-impl SharedPage {
-    /// Maps a fresh page.
-    fn new() -> SharedPage {
-        // SAFETY: a fresh mapping at an address of the kernel's choosing; it
-        // overlaps nothing of ours.
-        let p = unsafe {
-            rustix::mm::mmap_anonymous(
-                ptr::null_mut(),
-                PAGE,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-            )
-        }
-        .expect("mmap MAP_SHARED|MAP_ANONYMOUS");
-        SharedPage {
-            ptr: NonNull::new(p.cast()).expect("mmap returned null"),
-        }
-    }
-
-    /// A pointer to a `T` at byte `offset`, which must be aligned for `T`
-    /// with `size_of::<T>()` bytes of the page after it.
-    fn at<T>(&self, offset: usize) -> *mut T {
-        assert!(offset.is_multiple_of(align_of::<T>()) && offset + size_of::<T>() <= PAGE);
-        // SAFETY: in bounds of the page, checked above.
-        unsafe { self.ptr.as_ptr().add(offset).cast() }
-    }
-}
-
-impl Drop for SharedPage {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`; whatever pointed into it lives in
-        // the object that owns this page and is dropped with it.
-        unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), PAGE) }.expect("munmap");
-    }
-}
-
-/// The child's voluntary context switches so far (times it slept).
-fn voluntary_switches() -> u64 {
-    let mut ru = MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: writes one rusage we own.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    assert_eq!(rc, 0, "getrusage");
-    // SAFETY: initialised by the successful call (and zeroed before).
-    u64::try_from(unsafe { ru.assume_init() }.ru_nvcsw).unwrap_or(0)
-}
-
-// --------------------------------------------------------------------------
-// Ping-pong: marks (free-running or paced), contestants, runner
-// --------------------------------------------------------------------------
-
-/// What a ping-pong side does around each signal and wake-up, and what a
-/// run's time is: the wall time of the free-running ping-pong ([`Wall`]),
-/// or the summed one-way wake-up latencies of the paced one ([`Latency`]).
-/// As in `benches/sync.rs`.
-trait Marks {
-    /// At the start of a run, in each process, with the other's pid.
-    fn start(&self, other: libc::pid_t);
-    /// Right before a side signals the other.
-    fn before_signal(&self);
-    /// Right after a side's wait returned.
-    fn after_wake(&self);
-    /// What this process measured in the run (summed latencies, in ns).
-    fn sum(&self) -> u64;
-    /// The run's time from the parent's wall time and both sides' sums.
-    fn time(&self, wall: Duration, sums: u64) -> Duration;
-}
-
-/// The free-running ping-pong: nothing around the signals; the time is the
-/// parent's wall time.
-struct Wall;
-
-impl Marks for Wall {
-    fn start(&self, _other: libc::pid_t) {}
-    #[inline]
-    fn before_signal(&self) {}
-    #[inline]
-    fn after_wake(&self) {}
-    fn sum(&self) -> u64 {
-        0
-    }
-    fn time(&self, wall: Duration, _sums: u64) -> Duration {
-        wall
-    }
-}
-
-/// The paced ping-pong: before each signal the signalling side waits until
-/// the other side sleeps on a futex (its `/proc/<pid>/wchan` says so;
-/// between looks it yields the CPU, in case both share one), then stamps
-/// the time; the woken side adds (now - stamp) to its sum. The time is the
-/// sum of both sides' wake-up latencies.
-struct Latency {
-    /// A `CLOCK_MONOTONIC` origin both processes share (copied by fork).
-    base: Instant,
-    /// When the last signal was sent, in ns since `base`.
-    sent: AtomicValue<u64>,
-    /// This process's summed latencies (each process has its own copy).
-    sum: std::cell::Cell<u64>,
-    /// `/proc/<pid>/wchan` of the other side (each process has its own).
-    other_wchan: RefCell<String>,
-}
-
-impl Latency {
-    fn new() -> Latency {
-        Latency {
-            base: Instant::now(),
-            sent: AtomicValue::new(0).expect("AtomicValue::new"),
-            sum: std::cell::Cell::new(0),
-            other_wchan: RefCell::new(String::new()),
-        }
-    }
-
-    fn now_ns(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-}
-
-impl Marks for Latency {
-    fn start(&self, other: libc::pid_t) {
-        self.sum.set(0);
-        *self.other_wchan.borrow_mut() = format!("/proc/{other}/wchan");
-    }
-
-    fn before_signal(&self) {
-        let path = self.other_wchan.borrow();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let wchan = std::fs::read_to_string(&*path).unwrap_or_default();
-            if wchan.starts_with("futex") {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the other side never slept on a futex (wchan {wchan:?})"
-            );
-            std::thread::yield_now();
-        }
-        // SYNC: Release pairs with the Acquire load in `after_wake` (the
-        // signal itself also orders it).
-        self.sent.store(self.now_ns(), Release);
-    }
-
-    #[inline]
-    fn after_wake(&self) {
-        let now = self.now_ns();
-        // SYNC: Acquire pairs with the Release store in `before_signal`.
-        let sent = self.sent.load(Acquire);
-        self.sum.set(self.sum.get() + now.saturating_sub(sent));
-    }
-
-    fn sum(&self) -> u64 {
-        self.sum.get()
-    }
-
-    fn time(&self, _wall: Duration, sums: u64) -> Duration {
-        Duration::from_nanos(sums)
-    }
-}
 
 /// Two one-way links two processes bounce the round number `1..=rounds`
 /// through. Side A (the parent) sends and waits for the answer; side B
