@@ -19,6 +19,9 @@
 //! | [`Event`] | `multiprocessing.Event` | a flag processes wait on |
 //! | [`Barrier`] | `multiprocessing.Barrier` | rendezvous of `n` parties, reusable, breakable |
 //! | [`Queue<T>`] | `multiprocessing.Queue` | bounded lock-free MPMC ring of `Pod` items |
+//! | [`MessageQueue<T>`] | `multiprocessing.Queue` | the same ring carrying any `serde` type (postcard), up to a maximum message size |
+//! | [`JoinableQueue<T>`] | `multiprocessing.JoinableQueue` | a `MessageQueue` counting unfinished tasks: `task_done`, `join` |
+//! | [`pipe`], [`Connection<T>`] | `multiprocessing.Pipe` | a duplex pair of message channels |
 //! | [`spsc::channel`] | — | lock-free single-producer single-consumer ring of `Pod` items |
 //!
 //! `T` is any [`bytemuck::Pod`] type: integers, floats, arrays of them,
@@ -106,7 +109,13 @@ pub mod sync;
 #[cfg(not(loom))]
 pub use error::{Error, Result};
 #[cfg(not(loom))]
+pub use queue::joinable::{JoinableQueue, TaskDoneError};
+#[cfg(not(loom))]
+pub use queue::message::{MessageQueue, RecvError, SendError};
+#[cfg(not(loom))]
 pub use queue::mpmc::{Closed, Queue, TryGetError, TryPutError};
+#[cfg(not(loom))]
+pub use queue::pipe::{Connection, Pipe, pipe};
 #[cfg(not(loom))]
 pub use queue::spsc;
 #[cfg(not(loom))]

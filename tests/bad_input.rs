@@ -125,6 +125,7 @@ struct Forged {
     kind: ObjectKind,
     fingerprint: Fingerprint,
     len: u64,
+    part: u32,
 }
 
 fn forge(d: &Descriptor, f: impl FnOnce(&mut Forged)) -> Descriptor {

@@ -14,7 +14,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicU64;
 use loom_model::{ModelFutex, check};
-use multiproc::queue::raw::mpmc::{MpmcState, QueueMemory, RawQueue};
+use multiproc::queue::raw::mpmc::{MpmcState, QueueMemory, RawQueue, SlotMemory};
 use multiproc::queue::raw::spsc::{TryPopError, TryPushError};
 
 struct Ring {
@@ -32,7 +32,6 @@ struct Mem(Arc<Ring>);
 // bounds-checked by `Vec` indexing; loom's UnsafeCell reports any
 // concurrent slot access.
 unsafe impl QueueMemory for Mem {
-    type Item = u32;
     type Waiter = ModelFutex;
 
     fn state(&self) -> &MpmcState {
@@ -50,6 +49,12 @@ unsafe impl QueueMemory for Mem {
     unsafe fn stamp(&self, index: usize) -> &AtomicU64 {
         &self.0.stamps[index]
     }
+}
+
+// SAFETY: each slot access is bounds-checked by `Vec` indexing; loom's
+// UnsafeCell reports any concurrent slot access.
+unsafe impl SlotMemory for Mem {
+    type Item = u32;
 
     unsafe fn write(&self, index: usize, value: u32) {
         // SAFETY: loom's UnsafeCell access; loom itself checks it for races.

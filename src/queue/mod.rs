@@ -7,4 +7,10 @@ pub mod raw;
 pub mod spsc;
 
 #[cfg(not(loom))]
+pub(crate) mod joinable;
+#[cfg(not(loom))]
+pub(crate) mod message;
+#[cfg(not(loom))]
 pub(crate) mod mpmc;
+#[cfg(not(loom))]
+pub(crate) mod pipe;

@@ -15,7 +15,7 @@ pub use crate::queue::raw::spsc::{
 
 use crate::error::{Error, Result};
 use crate::loom::atomic::{AtomicU64, Ordering};
-use crate::queue::raw::mpmc::{MpmcState, QueueMemory, RawQueue, STATE_BYTES};
+use crate::queue::raw::mpmc::{MpmcState, QueueMemory, RawQueue, STATE_BYTES, SlotMemory};
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
@@ -65,7 +65,6 @@ impl<T> Mapped<T> {
 // most isize::MAX / 2). Values are accessed with volatile copies of `Pod`
 // values and stamps only as atomics, sound however a peer scribbles.
 unsafe impl<T: Pod> QueueMemory for Mapped<T> {
-    type Item = T;
     type Waiter = Futex;
 
     #[inline]
@@ -95,6 +94,13 @@ unsafe impl<T: Pod> QueueMemory for Mapped<T> {
         // and is only ever accessed atomically; the mapping outlives `&self`.
         unsafe { &(*self.slots().add(index)).stamp }
     }
+}
+
+// SAFETY: the slot pointers are in bounds for index < capacity (the
+// layout's length); values are copied with volatile accesses of `Pod`
+// values, sound whatever a peer writes.
+unsafe impl<T: Pod> SlotMemory for Mapped<T> {
+    type Item = T;
 
     #[inline]
     unsafe fn write(&self, index: usize, value: T) {

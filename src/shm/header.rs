@@ -77,6 +77,16 @@ pub enum ObjectKind {
     /// A multi-producer multi-consumer ring ([`Queue`](crate::Queue)):
     /// position and wait words, then `len` slots of stamp and value.
     Mpmc = 13,
+    /// A queue of serialised messages
+    /// ([`MessageQueue`](crate::MessageQueue)): the MPMC ring's words, then
+    /// `len` fixed-size slots of stamp, length and message bytes.
+    Messages = 14,
+    /// A [`JoinableQueue`](crate::JoinableQueue): an unfinished-task line,
+    /// then the same layout as [`Messages`](Self::Messages).
+    Joinable = 15,
+    /// A duplex [`Pipe`](crate::Pipe): two message rings' words, then their
+    /// slots (`len / 2` each).
+    Pipe = 16,
 }
 
 impl ObjectKind {
@@ -95,6 +105,9 @@ impl ObjectKind {
             11 => ObjectKind::Condition,
             12 => ObjectKind::Spsc,
             13 => ObjectKind::Mpmc,
+            14 => ObjectKind::Messages,
+            15 => ObjectKind::Joinable,
+            16 => ObjectKind::Pipe,
             _ => return None,
         })
     }
@@ -114,7 +127,12 @@ impl ObjectKind {
             // lie 128 bytes apart, so not even the adjacent-line prefetcher
             // pairs them.
             // Mpmc: the same four lines (tail, wait, head, spacer).
-            ObjectKind::Spsc | ObjectKind::Mpmc => 5 * HEADER_SIZE,
+            ObjectKind::Spsc | ObjectKind::Mpmc | ObjectKind::Messages => 5 * HEADER_SIZE,
+            // The unfinished-task line, then the four lines of a ring.
+            ObjectKind::Joinable => 6 * HEADER_SIZE,
+            // Two rings' four lines each (the ring from end 0 to end 1
+            // first).
+            ObjectKind::Pipe => 9 * HEADER_SIZE,
             // Everything else keeps its state (and, for a Mutex, the lock word
             // and then the value) in the payload right after the header.
             ObjectKind::RawValue
@@ -158,6 +176,83 @@ impl Fingerprint {
     }
 }
 
+impl Fingerprint {
+    /// The fingerprint of `size`-byte slots of a message object whose
+    /// messages are `T`s: the hash covers `tag` and `T`'s type name, the size
+    /// is the slot's (chosen at creation, so attaching accepts any, see
+    /// [`Expect::Slots`]).
+    pub(crate) fn slots<T: ?Sized>(tag: &str, size: u32, align: u32) -> Self {
+        Fingerprint {
+            size,
+            align,
+            type_hash: Self::slot_hash::<T>(tag),
+        }
+    }
+
+    /// The type hash of [`slots`](Self::slots).
+    pub(crate) fn slot_hash<T: ?Sized>(tag: &str) -> u64 {
+        fnv1a(
+            std::any::type_name::<T>().as_bytes(),
+            fnv1a(tag.as_bytes(), FNV_OFFSET),
+        )
+    }
+}
+
+/// What an attacher expects of the element fingerprint it finds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Exactly this fingerprint.
+    Exact(Fingerprint),
+    /// Slots of any size (a multiple of `align`, at least `min_size`) with
+    /// this type hash and alignment: message objects, whose slot size is
+    /// chosen at creation. The header checksum and the size arithmetic
+    /// still pin the object's extent.
+    Slots {
+        type_hash: u64,
+        align: u32,
+        min_size: u32,
+    },
+}
+
+impl Expect {
+    /// Whether `found` is acceptable.
+    pub(crate) fn accepts(&self, found: Fingerprint) -> bool {
+        match *self {
+            Expect::Exact(fp) => fp == found,
+            Expect::Slots {
+                type_hash,
+                align,
+                min_size,
+            } => {
+                found.type_hash == type_hash
+                    && found.align == align
+                    && found.size >= min_size
+                    && found.size.is_multiple_of(align)
+            }
+        }
+    }
+
+    /// The fingerprint to name as "expected" in an error about `found`.
+    pub(crate) fn shown(&self, found: Fingerprint) -> Fingerprint {
+        match *self {
+            Expect::Exact(fp) => fp,
+            Expect::Slots {
+                type_hash, align, ..
+            } => Fingerprint {
+                size: found.size,
+                align,
+                type_hash,
+            },
+        }
+    }
+}
+
+impl From<Fingerprint> for Expect {
+    fn from(fp: Fingerprint) -> Self {
+        Expect::Exact(fp)
+    }
+}
+
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -197,11 +292,14 @@ pub(crate) struct ObjectLayout {
 impl ObjectLayout {
     /// The layout of a `kind` object of `len` elements of type `T`.
     pub fn new<T>(kind: ObjectKind, len: usize) -> Result<Self> {
-        Self::from_parts(kind, Fingerprint::of::<T>(), len as u64).map_err(|reason| {
-            Error::InvalidSize {
-                requested: len as u64,
-                reason,
-            }
+        Self::with_fingerprint(kind, Fingerprint::of::<T>(), len)
+    }
+
+    /// The layout of a `kind` object of `len` elements described by `fp`.
+    pub fn with_fingerprint(kind: ObjectKind, fp: Fingerprint, len: usize) -> Result<Self> {
+        Self::from_parts(kind, fp, len as u64).map_err(|reason| Error::InvalidSize {
+            requested: len as u64,
+            reason,
         })
     }
 
@@ -378,7 +476,7 @@ pub(crate) unsafe fn validate(
     segment_size: usize,
     offset: u64,
     kind: ObjectKind,
-    fingerprint: Fingerprint,
+    fingerprint: Expect,
     expected_len: Option<u64>,
 ) -> Result<ObjectLayout> {
     use crate::loom::atomic::Ordering;
@@ -439,9 +537,9 @@ pub(crate) unsafe fn validate(
         align: h.elem_align,
         type_hash: h.type_hash,
     };
-    if found_fp != fingerprint {
+    if !fingerprint.accepts(found_fp) {
         return Err(Error::LayoutMismatch {
-            expected: fingerprint,
+            expected: fingerprint.shown(found_fp),
             found: found_fp,
         });
     }

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::loom::atomic::AtomicU64;
 use crate::loom::atomic::{AtomicPtr, Ordering};
 use crate::shm::bump::bump;
-use crate::shm::header::{self, Fingerprint, HEADER_SIZE, ObjectKind, ObjectLayout};
+use crate::shm::header::{self, Expect, Fingerprint, HEADER_SIZE, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::ranges::{self, Registration};
 use crate::shm::segment::{SEGMENT_HEADER_SIZE, Segment, SegmentRef};
@@ -35,6 +35,14 @@ use crate::shm::segment::{SEGMENT_HEADER_SIZE, Segment, SegmentRef};
 /// records (the user's `T`, or a sync object's private state struct).
 macro_rules! attach_api {
     ($what:literal, $kind:expr, $len:expr, $t:ty) => {
+        crate::shm::object::attach_api!(
+            $what,
+            $kind,
+            $len,
+            expect = crate::shm::header::Expect::Exact(crate::Fingerprint::of::<$t>())
+        );
+    };
+    ($what:literal, $kind:expr, $len:expr, expect = $expect:expr) => {
         #[doc = concat!("Opens the `", $what, "` placed at `offset` of a named segment.")]
         ///
         /// # Errors
@@ -47,7 +55,8 @@ macro_rules! attach_api {
         /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) for an offset
         /// that does not fit the segment.
         pub fn open_at(shm: &crate::SharedMemory, offset: usize) -> crate::Result<Self> {
-            crate::shm::value::open_in::<$t>(shm, offset, $kind, $len).map(Self::from_placed)
+            crate::shm::value::open_expecting(shm, offset, $kind, $expect, $len)
+                .map(Self::from_placed)
         }
 
         #[doc = concat!("Attaches to the `", $what, "` a [`Descriptor`](crate::Descriptor) names, ")]
@@ -61,8 +70,8 @@ macro_rules! attach_api {
         /// the descriptor names another file, and
         /// [`Error::LengthMismatch`](crate::Error::LengthMismatch).
         pub fn attach(descriptor: &crate::Descriptor) -> crate::Result<Self> {
-            crate::shm::object::Placed::attach_descriptor(descriptor, $kind, crate::Fingerprint::of::<$t>())
-                .map(Self::from_placed)
+            crate::shm::object::Placed::attach_descriptor(descriptor, $kind, $expect, 1)
+                .map(|(placed, _)| Self::from_placed(placed))
         }
 
         /// A descriptor from which another process can
@@ -175,6 +184,7 @@ pub struct Descriptor {
     kind: ObjectKind,
     fingerprint: Fingerprint,
     len: u64,
+    part: u32,
 }
 
 impl Descriptor {
@@ -201,6 +211,12 @@ impl Descriptor {
     /// Number of elements (1 for scalar objects).
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Which part of the object the handle uses: 0, except for the second
+    /// end of a [`Pipe`](crate::Pipe), which is 1.
+    pub fn part(&self) -> u32 {
+        self.part
     }
 
     /// Whether the length is zero: never for a descriptor this crate made
@@ -234,7 +250,11 @@ impl fmt::Display for Descriptor {
             f,
             "{:?}[{}] at offset {} of {:?}",
             self.kind, self.len, self.offset, self.segment
-        )
+        )?;
+        if self.part != 0 {
+            write!(f, ", part {}", self.part)?;
+        }
+        Ok(())
     }
 }
 
@@ -358,7 +378,7 @@ impl Placed {
         seg: Arc<Segment>,
         offset: u64,
         kind: ObjectKind,
-        fingerprint: Fingerprint,
+        fingerprint: Expect,
         len: Option<u64>,
     ) -> Result<Placed> {
         // SAFETY: the mapping is valid for `seg.len()` bytes and page-aligned.
@@ -377,36 +397,57 @@ impl Placed {
         })
     }
 
-    /// Attaches to the object a descriptor names.
+    /// Attaches to the object a descriptor names, an object of `parts`
+    /// parts (see [`Descriptor::part`]); returns the part too.
     pub(crate) fn attach_descriptor(
         d: &Descriptor,
         kind: ObjectKind,
-        fingerprint: Fingerprint,
-    ) -> Result<Placed> {
+        fingerprint: Expect,
+        parts: u32,
+    ) -> Result<(Placed, u32)> {
         if d.kind != kind {
             return Err(Error::KindMismatch {
                 expected: kind,
                 found: d.kind,
             });
         }
-        if d.fingerprint != fingerprint {
+        if !fingerprint.accepts(d.fingerprint) {
             return Err(Error::LayoutMismatch {
-                expected: fingerprint,
+                expected: fingerprint.shown(d.fingerprint),
                 found: d.fingerprint,
             });
         }
+        if d.part >= parts {
+            return Err(Error::InvalidDescriptor {
+                reason: format!("part {} of an object with {parts} part(s)", d.part),
+            });
+        }
         let seg = Segment::attach(&d.segment)?;
-        Placed::attach(seg, d.offset, kind, fingerprint, Some(d.len))
+        // The header must hold exactly the descriptor's fingerprint.
+        Placed::attach(
+            seg,
+            d.offset,
+            kind,
+            Expect::Exact(d.fingerprint),
+            Some(d.len),
+        )
+        .map(|p| (p, d.part))
     }
 
     /// A descriptor another process can attach with.
     pub(crate) fn descriptor(&self) -> Descriptor {
+        self.descriptor_of_part(0)
+    }
+
+    /// A descriptor of part `part` of this object.
+    pub(crate) fn descriptor_of_part(&self, part: u32) -> Descriptor {
         Descriptor {
             segment: self.seg.segment_ref(),
             offset: self.offset as u64,
             kind: self.layout.kind,
             fingerprint: self.layout.fingerprint,
             len: self.layout.len,
+            part,
         }
     }
 
@@ -421,6 +462,12 @@ impl Placed {
         // SAFETY: offset + data_offset + len * size <= segment length (the
         // layout was computed locally and checked against the segment).
         unsafe { self.seg.base().add(self.offset + self.layout.data_offset) }
+    }
+
+    /// The element fingerprint of the validated layout.
+    #[inline]
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        self.layout.fingerprint
     }
 
     /// Number of elements.

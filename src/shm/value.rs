@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::Result;
-use crate::shm::header::{Fingerprint, ObjectKind, ObjectLayout};
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
 use crate::sync::mutex::{LockResult, OwnerDied, TryLockResult, word};
@@ -37,18 +37,20 @@ impl Place<'_> {
     }
 }
 
-/// Opens the object at `offset` of a named segment.
-pub(crate) fn open_in<T>(
+/// Opens the object at `offset` of a named segment, expecting `fingerprint`
+/// of its elements.
+pub(crate) fn open_expecting(
     shm: &SharedMemory,
     offset: usize,
     kind: ObjectKind,
+    fingerprint: Expect,
     len: Option<u64>,
 ) -> Result<Placed> {
     Placed::attach(
         Arc::clone(shm.segment()),
         offset as u64,
         kind,
-        Fingerprint::of::<T>(),
+        fingerprint,
         len,
     )
 }

@@ -192,22 +192,18 @@ impl MpmcState {
     }
 }
 
-/// The memory an MPMC ring lives in: its [`MpmcState`], its slots with
-/// their stamps, and the futex to sleep on.
+/// The memory an MPMC ring lives in: its [`MpmcState`], the stamps of its
+/// slots, and the futex to sleep on. What a slot holds, and how, is up to
+/// the caller of the `*_with` operations (or to [`SlotMemory`]).
 ///
 /// # Safety
 ///
 /// [`state`](Self::state) must return the same state and
 /// [`capacity`](Self::capacity) the same value, at least 1 and below
-/// `2^60`, on every call for as long as the value lives; the slot
-/// accessors must be valid for every index below that capacity. Callers of
-/// the `unsafe` accessors promise `index < capacity`. The ring never reads
-/// and writes one slot at the same time unless the shared words were
-/// scribbled over (then the implementation must still be memory-safe, as
-/// volatile copies of `Pod` values are).
+/// `2^60`, on every call for as long as the value lives; the stamp accessor
+/// must be valid for every index below that capacity. Callers of
+/// [`stamp`](Self::stamp) promise `index < capacity`.
 pub unsafe trait QueueMemory {
-    /// The slot type.
-    type Item: Copy;
     /// The futex implementation sleepers use.
     type Waiter: Waiter;
     /// The shared position and wait words.
@@ -222,6 +218,22 @@ pub unsafe trait QueueMemory {
     ///
     /// `index < capacity()`.
     unsafe fn stamp(&self, index: usize) -> &AtomicU64;
+}
+
+/// [`QueueMemory`] whose slots hold one `Copy` value each, for the
+/// value-taking operations ([`try_put`](RawQueue::try_put),
+/// [`put_slice`](RawQueue::put_slice), ...).
+///
+/// # Safety
+///
+/// The slot accessors must be valid for every index below the capacity;
+/// callers promise `index < capacity`. The ring never reads and writes one
+/// slot at the same time unless the shared words were scribbled over (then
+/// the implementation must still be memory-safe, as volatile copies of
+/// `Pod` values are).
+pub unsafe trait SlotMemory: QueueMemory {
+    /// The slot type.
+    type Item: Copy;
     /// Writes the value of slot `index`.
     ///
     /// # Safety
@@ -330,8 +342,16 @@ impl<M: QueueMemory> RawQueue<M> {
     /// [`TryPushError::Closed`] after [`close`](Self::close),
     /// [`TryPushError::Full`] if there is no room (or the slot at the tail
     /// stays claimed by a consumer still reading it).
+    ///
+    /// `write(memory, index, value)` fills slot `index` (below the
+    /// capacity, owned by this call until it returns); it is called once,
+    /// and only if the put succeeds.
     #[inline]
-    pub fn try_put(&self, value: M::Item) -> Result<(), TryPushError<M::Item>> {
+    pub fn try_put_with<V>(
+        &self,
+        value: V,
+        write: impl FnOnce(&M, usize, V),
+    ) -> Result<(), TryPushError<V>> {
         let st = self.mem.state();
         // Relaxed: only a starting point; the CAS below checks it.
         let mut tail = st.tail.tail.load(Ordering::Relaxed);
@@ -361,9 +381,9 @@ impl<M: QueueMemory> RawQueue<M> {
                     .compare_exchange(tail, next, Ordering::SeqCst, Ordering::Relaxed)
                 {
                     Ok(_) => {
-                        // SAFETY: idx < cap; the position is ours (won the
-                        // CAS) and its slot free (stamp read with Acquire).
-                        unsafe { self.mem.write(idx, value) };
+                        // idx < cap; the position is ours (won the CAS) and
+                        // its slot free (stamp read with Acquire).
+                        write(&self.mem, idx, value);
                         // SYNC: the Release half pairs with the Acquire stamp
                         // loads in `try_get` / `get_into` (the value written
                         // above is visible to the consumer); the SeqCst half
@@ -405,8 +425,12 @@ impl<M: QueueMemory> RawQueue<M> {
     /// stays claimed by a producer still writing it),
     /// [`TryPopError::Closed`] if the ring is closed and every item was
     /// taken.
+    ///
+    /// `read(memory, index)` empties slot `index` (below the capacity, owned
+    /// by this call until it returns); it is called once, and only if there
+    /// is an item.
     #[inline]
-    pub fn try_get(&self) -> Result<M::Item, TryPopError> {
+    pub fn try_get_with<R>(&self, read: impl FnOnce(&M, usize) -> R) -> Result<R, TryPopError> {
         let st = self.mem.state();
         // Relaxed: only a starting point; the CAS below checks it.
         let mut head = st.head.head.load(Ordering::Relaxed);
@@ -430,9 +454,9 @@ impl<M: QueueMemory> RawQueue<M> {
                     .compare_exchange(head, next, Ordering::SeqCst, Ordering::Relaxed)
                 {
                     Ok(_) => {
-                        // SAFETY: idx < cap; the position is ours and its
-                        // slot written (stamp read with Acquire).
-                        let v = unsafe { self.mem.read(idx) };
+                        // idx < cap; the position is ours and its slot
+                        // written (stamp read with Acquire).
+                        let v = read(&self.mem, idx);
                         // SYNC: the Release half pairs with the Acquire stamp
                         // loads in `try_put` / `put_slice` (we are done
                         // reading the slot); the SeqCst half is the state
@@ -483,43 +507,61 @@ impl<M: QueueMemory> RawQueue<M> {
         }
     }
 
-    /// Puts `value`, waiting for room until `deadline` (`None`: as long as
-    /// it takes): spins briefly, then sleeps on the `writable` eventcount.
+    /// Puts `value` as [`try_put_with`](Self::try_put_with) does, waiting
+    /// for room until `deadline` (`None`: as long as it takes): spins
+    /// briefly, then sleeps on the `writable` eventcount.
     ///
     /// # Errors
     ///
     /// [`TryPushError::Closed`] if the ring is (or gets) closed,
     /// [`TryPushError::Full`] if the deadline passed first.
     #[inline]
-    pub fn put(
+    pub fn put_with<V>(
         &self,
-        value: M::Item,
+        value: V,
+        write: impl Fn(&M, usize, V),
         deadline: Option<Instant>,
-    ) -> Result<(), TryPushError<M::Item>> {
-        match self.try_put(value) {
-            Err(TryPushError::Full(v)) => self.put_slow(v, deadline),
+    ) -> Result<(), TryPushError<V>> {
+        match self.try_put_with(value, &write) {
+            Err(TryPushError::Full(v)) => self.put_slow(v, write, deadline),
             done => done,
         }
     }
 
     #[cold]
-    fn put_slow(
+    fn put_slow<V>(
         &self,
-        mut value: M::Item,
+        mut value: V,
+        write: impl Fn(&M, usize, V),
         deadline: Option<Instant>,
-    ) -> Result<(), TryPushError<M::Item>> {
+    ) -> Result<(), TryPushError<V>> {
         loop {
-            let woke =
-                self.mem
-                    .state()
-                    .wait
-                    .writable
-                    .wait_until(self.mem.waiter(), deadline, || self.can_put());
-            match self.try_put(value) {
+            let woke = self.wait_writable(deadline);
+            match self.try_put_with(value, &write) {
                 Err(TryPushError::Full(v)) if woke => value = v,
                 done => return done,
             }
         }
+    }
+
+    /// Waits until a put may succeed (room at the tail, or closed), or
+    /// `deadline` passes; returns whether it may.
+    pub fn wait_writable(&self, deadline: Option<Instant>) -> bool {
+        self.mem
+            .state()
+            .wait
+            .writable
+            .wait_until(self.mem.waiter(), deadline, || self.can_put())
+    }
+
+    /// Waits until a get may succeed (an item at the head, or closed and
+    /// drained), or `deadline` passes; returns whether it may.
+    pub fn wait_readable(&self, deadline: Option<Instant>) -> bool {
+        self.mem
+            .state()
+            .wait
+            .readable
+            .wait_until(self.mem.waiter(), deadline, || self.can_get())
     }
 
     /// A waiting producer's condition: closed, or the slot at the tail is
@@ -553,31 +595,35 @@ impl<M: QueueMemory> RawQueue<M> {
         true
     }
 
-    /// Takes the oldest item, waiting until `deadline` (`None`: as long as
-    /// it takes): spins briefly, then sleeps on the `readable` eventcount.
+    /// Takes the oldest item as [`try_get_with`](Self::try_get_with) does,
+    /// waiting until `deadline` (`None`: as long as it takes): spins
+    /// briefly, then sleeps on the `readable` eventcount.
     ///
     /// # Errors
     ///
     /// [`TryPopError::Closed`] once the ring is closed and drained,
     /// [`TryPopError::Empty`] if the deadline passed first.
     #[inline]
-    pub fn get(&self, deadline: Option<Instant>) -> Result<M::Item, TryPopError> {
-        match self.try_get() {
-            Err(TryPopError::Empty) => self.get_slow(deadline),
+    pub fn get_with<R>(
+        &self,
+        read: impl Fn(&M, usize) -> R,
+        deadline: Option<Instant>,
+    ) -> Result<R, TryPopError> {
+        match self.try_get_with(&read) {
+            Err(TryPopError::Empty) => self.get_slow(read, deadline),
             done => done,
         }
     }
 
     #[cold]
-    fn get_slow(&self, deadline: Option<Instant>) -> Result<M::Item, TryPopError> {
+    fn get_slow<R>(
+        &self,
+        read: impl Fn(&M, usize) -> R,
+        deadline: Option<Instant>,
+    ) -> Result<R, TryPopError> {
         loop {
-            let woke =
-                self.mem
-                    .state()
-                    .wait
-                    .readable
-                    .wait_until(self.mem.waiter(), deadline, || self.can_get());
-            match self.try_get() {
+            let woke = self.wait_readable(deadline);
+            match self.try_get_with(&read) {
                 Err(TryPopError::Empty) if woke => {}
                 done => return done,
             }
@@ -613,6 +659,124 @@ impl<M: QueueMemory> RawQueue<M> {
             head = again;
         }
         true
+    }
+
+    /// Closes the ring: later puts fail, gets drain what is left and then
+    /// report [`TryPopError::Closed`]. Wakes every sleeper. Closing twice
+    /// is harmless.
+    pub fn close(&self) {
+        let st = self.mem.state();
+        // SYNC: SeqCst RMW: the state store of both eventcounts' Dekker
+        // pairs, read by `can_put` / `can_get`; ordered with the SeqCst tail
+        // CASes, which fail once the mark is set.
+        st.tail.tail.fetch_or(self.mark, Ordering::SeqCst);
+        st.wait.readable.notify(self.mem.waiter());
+        st.wait.writable.notify(self.mem.waiter());
+    }
+
+    /// Whether the ring was closed.
+    #[inline]
+    pub fn is_closed(&self) -> bool {
+        self.mem.state().tail.tail.load(Ordering::Relaxed) & self.mark != 0
+    }
+
+    /// Items in the ring now (a snapshot), `0..=capacity`; items claimed by
+    /// a producer but not yet written count.
+    pub fn len(&self) -> usize {
+        let st = self.mem.state();
+        let mut tries = 0;
+        loop {
+            let tail = st.tail.tail.load(Ordering::SeqCst) & !self.mark;
+            let head = st.head.head.load(Ordering::SeqCst);
+            tries += 1;
+            // A tail unchanged around the head read: a consistent pair.
+            if st.tail.tail.load(Ordering::SeqCst) & !self.mark != tail && tries < 8 {
+                continue;
+            }
+            let (Some(h), Some(t)) = (self.slot_of(head), self.slot_of(tail)) else {
+                // Scribbled: nothing sensible to say.
+                return 0;
+            };
+            return match h.cmp(&t) {
+                std::cmp::Ordering::Less => t - h,
+                std::cmp::Ordering::Greater => self.cap - h + t,
+                std::cmp::Ordering::Equal if tail == head => 0,
+                std::cmp::Ordering::Equal => self.cap,
+            };
+        }
+    }
+
+    /// Whether the ring is empty now (a snapshot).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of slots.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+}
+
+impl<M: SlotMemory> RawQueue<M> {
+    /// Puts `value` if there is room, without blocking. Makes no system
+    /// call unless a consumer sleeps.
+    ///
+    /// # Errors
+    ///
+    /// [`TryPushError::Closed`] after [`close`](Self::close),
+    /// [`TryPushError::Full`] if there is no room (or the slot at the tail
+    /// stays claimed by a consumer still reading it).
+    #[inline]
+    pub fn try_put(&self, value: M::Item) -> Result<(), TryPushError<M::Item>> {
+        // SAFETY: `try_put_with` passes an index below the capacity.
+        self.try_put_with(value, |m, i, v| unsafe { m.write(i, v) })
+    }
+
+    /// Takes the oldest item if there is one, without blocking. Makes no
+    /// system call unless a producer sleeps.
+    ///
+    /// # Errors
+    ///
+    /// [`TryPopError::Empty`] if there is no item (or the item at the head
+    /// stays claimed by a producer still writing it),
+    /// [`TryPopError::Closed`] if the ring is closed and every item was
+    /// taken.
+    #[inline]
+    pub fn try_get(&self) -> Result<M::Item, TryPopError> {
+        // SAFETY: `try_get_with` passes an index below the capacity.
+        self.try_get_with(|m, i| unsafe { m.read(i) })
+    }
+
+    /// Puts `value`, waiting for room until `deadline` (`None`: as long as
+    /// it takes).
+    ///
+    /// # Errors
+    ///
+    /// [`TryPushError::Closed`] if the ring is (or gets) closed,
+    /// [`TryPushError::Full`] if the deadline passed first.
+    #[inline]
+    pub fn put(
+        &self,
+        value: M::Item,
+        deadline: Option<Instant>,
+    ) -> Result<(), TryPushError<M::Item>> {
+        // SAFETY: `put_with` passes an index below the capacity.
+        self.put_with(value, |m, i, v| unsafe { m.write(i, v) }, deadline)
+    }
+
+    /// Takes the oldest item, waiting until `deadline` (`None`: as long as
+    /// it takes).
+    ///
+    /// # Errors
+    ///
+    /// [`TryPopError::Closed`] once the ring is closed and drained,
+    /// [`TryPopError::Empty`] if the deadline passed first.
+    #[inline]
+    pub fn get(&self, deadline: Option<Instant>) -> Result<M::Item, TryPopError> {
+        // SAFETY: `get_with` passes an index below the capacity.
+        self.get_with(|m, i| unsafe { m.read(i) }, deadline)
     }
 
     /// Puts as many items of `src` as fit now, in order, claiming them with
@@ -756,62 +920,5 @@ impl<M: QueueMemory> RawQueue<M> {
                 Err(h) => head = h,
             }
         }
-    }
-
-    /// Closes the ring: later puts fail, gets drain what is left and then
-    /// report [`TryPopError::Closed`]. Wakes every sleeper. Closing twice
-    /// is harmless.
-    pub fn close(&self) {
-        let st = self.mem.state();
-        // SYNC: SeqCst RMW: the state store of both eventcounts' Dekker
-        // pairs, read by `can_put` / `can_get`; ordered with the SeqCst tail
-        // CASes, which fail once the mark is set.
-        st.tail.tail.fetch_or(self.mark, Ordering::SeqCst);
-        st.wait.readable.notify(self.mem.waiter());
-        st.wait.writable.notify(self.mem.waiter());
-    }
-
-    /// Whether the ring was closed.
-    #[inline]
-    pub fn is_closed(&self) -> bool {
-        self.mem.state().tail.tail.load(Ordering::Relaxed) & self.mark != 0
-    }
-
-    /// Items in the ring now (a snapshot), `0..=capacity`; items claimed by
-    /// a producer but not yet written count.
-    pub fn len(&self) -> usize {
-        let st = self.mem.state();
-        let mut tries = 0;
-        loop {
-            let tail = st.tail.tail.load(Ordering::SeqCst) & !self.mark;
-            let head = st.head.head.load(Ordering::SeqCst);
-            tries += 1;
-            // A tail unchanged around the head read: a consistent pair.
-            if st.tail.tail.load(Ordering::SeqCst) & !self.mark != tail && tries < 8 {
-                continue;
-            }
-            let (Some(h), Some(t)) = (self.slot_of(head), self.slot_of(tail)) else {
-                // Scribbled: nothing sensible to say.
-                return 0;
-            };
-            return match h.cmp(&t) {
-                std::cmp::Ordering::Less => t - h,
-                std::cmp::Ordering::Greater => self.cap - h + t,
-                std::cmp::Ordering::Equal if tail == head => 0,
-                std::cmp::Ordering::Equal => self.cap,
-            };
-        }
-    }
-
-    /// Whether the ring is empty now (a snapshot).
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The number of slots.
-    #[inline]
-    pub fn capacity(&self) -> usize {
-        self.cap
     }
 }

@@ -1,0 +1,420 @@
+//! [`Pipe`] and [`Connection`]: Python's `multiprocessing.Pipe()`, a duplex
+//! pair of message channels in one shared object.
+//!
+//! The object holds two message rings (the format of
+//! [`MessageQueue`](crate::MessageQueue)): ring 0 carries messages from end 0
+//! to end 1, ring 1 the other way. Their words lie before element 0
+//! (ring 0's first), their slots are elements `0..cap` and `cap..2 cap`.
+//! Closing an end closes both rings: the peer drains what was sent, then
+//! sees `Closed`, and its sends fail.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::queue::message::{
+    MsgMem, RecvError, Ring, SendError, Wait, check_capacity, decode, expect, init_stamps, layout,
+    recv_with, send, send_bytes,
+};
+use crate::queue::raw::mpmc::{RawQueue, STATE_BYTES};
+use crate::shm::header::ObjectKind;
+use crate::shm::object::Placed;
+use crate::shm::value::{Place, deadline};
+
+/// Options for a new pipe: capacity and maximum message size of each
+/// direction. [`pipe`] uses the defaults.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::Pipe;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (a, b) = Pipe::new().capacity(4).max_message_size(1 << 20).create::<Vec<u8>>()?;
+/// a.send(vec![7; 500_000])?;
+/// assert_eq!(b.recv()?.len(), 500_000);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pipe {
+    capacity: usize,
+    max_message_size: usize,
+}
+
+impl Default for Pipe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pipe {
+    /// Messages each direction holds by default.
+    pub const DEFAULT_CAPACITY: usize = 64;
+    /// Default maximum message size: 64 KiB slots.
+    pub const DEFAULT_MAX_MESSAGE_SIZE: usize = (64 << 10) - 16;
+
+    /// The default options.
+    pub fn new() -> Pipe {
+        Pipe {
+            capacity: Self::DEFAULT_CAPACITY,
+            max_message_size: Self::DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+
+    /// Messages each direction holds before `send` waits.
+    pub fn capacity(mut self, capacity: usize) -> Pipe {
+        self.capacity = capacity;
+        self
+    }
+
+    /// The largest encoded message (rounded up to fill 64-byte lines).
+    pub fn max_message_size(mut self, max_message_size: usize) -> Pipe {
+        self.max_message_size = max_message_size;
+        self
+    }
+
+    /// Places the pipe in shared memory and returns its two ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSize`] for a capacity or maximum message size of 0
+    /// or above the limits of [`MessageQueue`](crate::MessageQueue);
+    /// [`Error::Io`] if a segment cannot be made.
+    pub fn create<T: Serialize + DeserializeOwned>(self) -> Result<(Connection<T>, Connection<T>)> {
+        check_capacity(self.capacity)?;
+        let slots = self.capacity * 2;
+        let l = layout::<T>(ObjectKind::Pipe, slots, self.max_message_size)?;
+        let slot = l.fingerprint.size as usize;
+        let cap = self.capacity;
+        let obj = Place::Arena.make(l, |data| {
+            init_stamps(data, slot, 0, cap);
+            init_stamps(data, slot, cap, cap);
+        })?;
+        Ok((
+            Connection::from_placed(obj.clone(), 0)?,
+            Connection::from_placed(obj, 1)?,
+        ))
+    }
+}
+
+/// A duplex pipe with the default options ([`Pipe::new`]): Python's
+/// `multiprocessing.Pipe()`.
+///
+/// # Errors
+///
+/// As [`Pipe::create`].
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (parent, child) = multiproc::pipe::<(i32, Option<()>, String)>()?;
+/// child.send((42, None, "hello".into()))?;
+/// assert_eq!(parent.recv()?, (42, None, "hello".into()));
+/// parent.send((0, Some(()), "back".into()))?;
+/// assert_eq!(child.recv()?.2, "back");
+/// # Ok(())
+/// # }
+/// ```
+pub fn pipe<T: Serialize + DeserializeOwned>() -> Result<(Connection<T>, Connection<T>)> {
+    Pipe::new().create()
+}
+
+/// One end of a [`Pipe`]: sends `T`s to the other end and receives theirs.
+///
+/// Like the ends of Python's `Pipe()`, a `Connection` may be handed to
+/// another process (a forked child's copy, or
+/// [`attach`](Self::attach) from its [`descriptor`](Self::descriptor)).
+/// Several processes may use one end at once (each message goes to one
+/// receiver), though a pipe is meant for two parties.
+///
+/// Closing is explicit: [`close`](Self::close) from either end closes
+/// the pipe; the other end then receives what was already sent, then
+/// [`RecvError::Closed`], and its sends fail with [`SendError::Closed`].
+/// Dropping a handle does not close anything, since copies of it may live
+/// in other processes.
+pub struct Connection<T> {
+    send: Ring,
+    recv: Ring,
+    end: u32,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Connection<T> {
+    fn clone(&self) -> Self {
+        Connection {
+            send: self.send.clone(),
+            recv: self.recv.clone(),
+            end: self.end,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("end", &self.end)
+            .field("unread", &self.recv.len())
+            .field("closed", &self.send.is_closed())
+            .field("place", self.send.memory().placed())
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Connection<T> {
+    /// End `end` (0 or 1) of the pipe `obj`.
+    fn from_placed(obj: Placed, end: u32) -> Result<Self> {
+        let cap = obj.len() / 2;
+        if cap == 0 {
+            // Only a forged header can say so: `create` makes 2 × capacity.
+            return Err(Error::Corrupted {
+                offset: 0,
+                reason: "pipe with fewer than two slots",
+            });
+        }
+        // Ring 0's words are first (2 × STATE_BYTES before element 0),
+        // its slots first too.
+        let ring0 = RawQueue::new(MsgMem::new(obj.clone(), 2 * STATE_BYTES, 0, cap));
+        let ring1 = RawQueue::new(MsgMem::new(obj, STATE_BYTES, cap, cap));
+        let (send, recv) = if end == 0 {
+            (ring0, ring1)
+        } else {
+            (ring1, ring0)
+        };
+        Ok(Connection {
+            send,
+            recv,
+            end,
+            _t: PhantomData,
+        })
+    }
+
+    /// Attaches to the pipe end a [`Descriptor`](crate::Descriptor) from
+    /// [`descriptor`](Self::descriptor) names, in this process or another.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::attach`](crate::Queue::attach); also
+    /// [`Error::InvalidDescriptor`] for a part other than 0 or 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Connection, pipe};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (a, b) = pipe::<String>()?;
+    /// let d = b.descriptor();
+    /// // ... in another process:
+    /// let b2 = Connection::<String>::attach(&d)?;
+    /// a.send("to b".into())?;
+    /// assert_eq!(b2.recv()?, "to b");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn attach(descriptor: &crate::Descriptor) -> Result<Self> {
+        let (obj, end) = Placed::attach_descriptor(descriptor, ObjectKind::Pipe, expect::<T>(), 2)?;
+        Self::from_placed(obj, end)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach)
+    /// this end.
+    pub fn descriptor(&self) -> crate::Descriptor {
+        self.send.memory().placed().descriptor_of_part(self.end)
+    }
+
+    /// Sends `value` to the other end, sleeping while its direction is
+    /// full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once the pipe is closed,
+    /// [`SendError::TooLarge`] / [`SendError::Encode`] as for
+    /// [`MessageQueue::put`](crate::MessageQueue::put); each with the value.
+    pub fn send(&self, value: T) -> std::result::Result<(), SendError<T>> {
+        send(&self.send, value, Wait::Until(None))
+    }
+
+    /// Sends `value` if there is room, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), plus [`SendError::Full`].
+    pub fn try_send(&self, value: T) -> std::result::Result<(), SendError<T>> {
+        send(&self.send, value, Wait::No)
+    }
+
+    /// Sends `value`, sleeping at most `timeout` while the direction is
+    /// full.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Self::try_send).
+    pub fn send_timeout(
+        &self,
+        value: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<T>> {
+        send(&self.send, value, Wait::at_most(timeout))
+    }
+
+    /// Receives the next message from the other end, sleeping until there
+    /// is one.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Closed`] once the pipe is closed and everything sent
+    /// was received (Python's `EOFError`); [`RecvError::Decode`] if the
+    /// message is not a valid `T` (for example, bytes from
+    /// [`send_bytes`](Self::send_bytes)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{RecvError, pipe};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (a, b) = pipe::<u32>()?;
+    /// a.send(1)?;
+    /// a.close();
+    /// assert_eq!(b.recv()?, 1);
+    /// assert_eq!(b.recv(), Err(RecvError::Closed));
+    /// assert!(b.send(2).unwrap_err().is_closed());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recv(&self) -> std::result::Result<T, RecvError> {
+        recv_with(&self.recv, Wait::Until(None), decode::<T>)
+    }
+
+    /// Receives the next message if there is one, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Empty`], or as [`recv`](Self::recv).
+    pub fn try_recv(&self) -> std::result::Result<T, RecvError> {
+        recv_with(&self.recv, Wait::No, decode::<T>)
+    }
+
+    /// Receives the next message, sleeping at most `timeout` until there is
+    /// one.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Empty`] if nothing came in time, or as
+    /// [`recv`](Self::recv).
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
+        recv_with(&self.recv, Wait::at_most(timeout), decode::<T>)
+    }
+
+    /// Whether a [`recv`](Self::recv) would return at once (a message is
+    /// there, or the pipe is closed and drained), sleeping at most `timeout`
+    /// until it would: Python's `poll(timeout)`. `Duration::ZERO` only
+    /// looks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (a, b) = multiproc::pipe::<u8>()?;
+    /// assert!(!b.poll(Duration::ZERO));
+    /// a.send(5)?;
+    /// assert!(b.poll(Duration::from_secs(1)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn poll(&self, timeout: Duration) -> bool {
+        self.recv.wait_readable(deadline(timeout))
+    }
+
+    /// Sends raw bytes as one message (no encoding), sleeping while the
+    /// direction is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`], or [`SendError::TooLarge`] for more bytes
+    /// than [`max_message_size`](Self::max_message_size).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (a, b) = multiproc::pipe::<()>()?;
+    /// a.send_bytes(b"raw")?;
+    /// assert_eq!(b.recv_bytes()?, b"raw");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
+        send_bytes(&self.send, bytes, Wait::Until(None))
+    }
+
+    /// Sends raw bytes as one message, sleeping at most `timeout` while the
+    /// direction is full.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_bytes`](Self::send_bytes), plus [`SendError::Full`].
+    pub fn send_bytes_timeout(
+        &self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<()>> {
+        send_bytes(&self.send, bytes, Wait::at_most(timeout))
+    }
+
+    /// Receives the next message's raw bytes (whatever was sent: bytes from
+    /// [`send_bytes`](Self::send_bytes) or an encoded `T`), sleeping until
+    /// there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Closed`] once the pipe is closed and drained;
+    /// [`RecvError::Decode`] only for a length word overwritten in shared
+    /// memory.
+    pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        recv_with(&self.recv, Wait::Until(None), |b| Ok(b.to_vec()))
+    }
+
+    /// Receives the next message's raw bytes, sleeping at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Empty`] if nothing came in time, or as
+    /// [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
+        recv_with(&self.recv, Wait::at_most(timeout), |b| Ok(b.to_vec()))
+    }
+
+    /// Closes the pipe, both directions, for both ends: the other end
+    /// receives what was already sent, then `Closed`; sends from either end
+    /// fail. Wakes every sleeper. Closing twice is harmless.
+    pub fn close(&self) {
+        self.send.close();
+        self.recv.close();
+    }
+
+    /// Whether the pipe was closed (messages may still be left to receive).
+    pub fn is_closed(&self) -> bool {
+        self.send.is_closed()
+    }
+
+    /// Which end this is: 0 for the first of the pair, 1 for the second.
+    pub fn end(&self) -> u32 {
+        self.end
+    }
+
+    /// Messages each direction holds.
+    pub fn capacity(&self) -> usize {
+        self.send.capacity()
+    }
+
+    /// The largest encoded message (or byte string) a send accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.send.memory().max_message_size()
+    }
+}
