@@ -8,6 +8,9 @@ Measures, with the 'fork' start method:
                           child and got by the parent, messages per second
                           (the sum is checked)
 * simplequeue_throughput: the same with a `multiprocessing.SimpleQueue`
+* queue_throughput_tuple: tuples `(i, None, "twelve bytes")` through a
+                          `Queue`, messages per second; pairs with the tuple
+                          `MessageQueue` in `benches/messages.rs`
 * pipe_roundtrip:         a child echoes ints over a duplex `Pipe()`,
                           microseconds per round trip (send -> recv back)
 * queue_roundtrip:        the same through two `Queue`s (the parent puts on
@@ -55,17 +58,21 @@ def join_all(procs):
         sys.exit(f"child failed or timed out: {[p.exitcode for p in bad]}")
 
 
-def producer(q, n, barrier):
+def producer(q, n, barrier, tuples):
     barrier.wait()
     put = q.put
-    for i in range(n):
-        put(i)
+    if tuples:
+        for i in range(n):
+            put((i, None, "twelve bytes"))
+    else:
+        for i in range(n):
+            put(i)
 
 
-def throughput_once(make, n, simple):
+def throughput_once(make, n, simple, tuples=False):
     q = make()
     barrier = mp.Barrier(2)
-    child = mp.Process(target=producer, args=(q, n, barrier))
+    child = mp.Process(target=producer, args=(q, n, barrier, tuples))
     child.start()
     try:
         barrier.wait(GET_TIMEOUT)
@@ -78,6 +85,11 @@ def throughput_once(make, n, simple):
             for _ in range(n):
                 total += get()
             signal.alarm(0)
+        elif tuples:
+            get = q.get
+            for _ in range(n):
+                i, none, s = get(True, GET_TIMEOUT)
+                total += i + (none is not None) + len(s) - 12
         else:
             get = q.get
             for _ in range(n):
@@ -153,6 +165,12 @@ def main():
     ):
         throughput_once(make, n // 10, simple)  # warm-up
         report(name, [throughput_once(make, n, simple) for _ in range(REPS)], "msgs/s")
+    throughput_once(mp.Queue, n // 10, False, True)  # warm-up
+    report(
+        "queue_throughput_tuple",
+        [throughput_once(mp.Queue, n, False, True) for _ in range(REPS)],
+        "msgs/s",
+    )
     rounds = 10_000 // SCALE
     pipe_roundtrip_once(rounds // 10)
     report("pipe_roundtrip", [pipe_roundtrip_once(rounds) for _ in range(REPS)], "us/roundtrip")
