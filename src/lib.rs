@@ -20,6 +20,7 @@
 //! | [`Barrier`] | `multiprocessing.Barrier` | rendezvous of `n` parties, reusable, breakable |
 //! | [`Queue<T>`] | `multiprocessing.Queue` | bounded lock-free MPMC ring of `Pod` items |
 //! | [`spsc::channel`] | — | lock-free single-producer single-consumer ring of `Pod` items |
+//! | [`Process`] | `multiprocessing.Process` | a child process, started by `fork` (a closure) or spawn (an [`Entry`] run by [`init`] in a re-executed program) |
 //!
 //! `T` is any [`bytemuck::Pod`] type: integers, floats, arrays of them,
 //! `#[repr(C)]` structs deriving `Pod`.
@@ -85,6 +86,8 @@ mod error;
 #[cfg(not(loom))]
 mod fork;
 #[cfg(not(loom))]
+mod process;
+#[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]
 mod shm;
@@ -105,6 +108,13 @@ pub mod sync;
 
 #[cfg(not(loom))]
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use process::{
+    ParentProcess, Process, ProcessInfo, StartMethod, active_children,
+    current::{current_process, parent_process},
+    exit::{ERROR_EXIT_CODE, ExitReport, Failure, FailureKind, IntoExitCode, PANIC_EXIT_CODE},
+    spawn::{Entry, EntryPoint, SPAWN_ENV, init},
+};
 #[cfg(not(loom))]
 pub use queue::mpmc::{Closed, Queue, TryGetError, TryPutError};
 #[cfg(not(loom))]
