@@ -53,9 +53,9 @@ pub(crate) fn is_daemon() -> bool {
 }
 
 /// Becomes `identity` (in a new child); its own children count from 1.
-pub(crate) fn enter_child(identity: Identity) {
+pub(crate) fn enter_child(identity: Box<Identity>) {
     MADE.store(0, Ordering::Relaxed);
-    let new = Box::into_raw(Box::new(identity));
+    let new = Box::into_raw(identity);
     // SYNC: Release pairs with the Acquire load in `current`. The old
     // identity (the parent's, inherited through fork) is leaked: a reader
     // may still hold it.

@@ -10,7 +10,8 @@
 //!
 //! 1. become a daemon if asked (`PR_SET_PDEATHSIG`, then check that the
 //!    parent has not died already);
-//! 2. forget the parent's table of children and take its own identity;
+//! 2. take its own identity (prepared by the parent: the child writes as
+//!    few pages as it can, each one a copy-on-write fault);
 //! 3. run the target under `catch_unwind`: a panic stops here, and never
 //!    unwinds into the caller's frames (which belong to the parent's
 //!    program, and would run its destructors twice);
@@ -39,12 +40,14 @@ pub(crate) fn start(target: Target<'_>, setup: &ChildSetup<'_>) -> Result<Child>
     let (status_r, status_w) =
         rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
     let parent = std::process::id();
-    let identity = Identity {
+    // Made here, so the child only stores a pointer: every page the child
+    // writes is a copy-on-write fault, part of the start's cost.
+    let identity = Box::new(Identity {
         name: setup.name.to_owned(),
         path: setup.path.to_vec(),
         daemon: setup.daemon,
         parent: (parent, current::name()),
-    };
+    });
     // SAFETY: the child runs only `child_main`, which never returns into
     // the caller's frames and leaves with `_exit` (see the module docs for
     // what it touches); the parent only records the pid.
@@ -54,6 +57,7 @@ pub(crate) fn start(target: Target<'_>, setup: &ChildSetup<'_>) -> Result<Child>
         child_main(target, status_w.as_raw_fd(), identity, parent)
     }
     let forked = std::io::Error::last_os_error();
+    drop(identity);
     drop(status_w);
     // The parent gave the target to the child; its captures are dropped here.
     drop(target);
@@ -69,7 +73,7 @@ pub(crate) fn start(target: Target<'_>, setup: &ChildSetup<'_>) -> Result<Child>
 }
 
 /// The forked child: steps 1 to 4 of the module docs.
-fn child_main(target: Target<'_>, status_fd: i32, identity: Identity, parent: u32) -> ! {
+fn child_main(target: Target<'_>, status_fd: i32, identity: Box<Identity>, parent: u32) -> ! {
     if identity.daemon {
         let _ =
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
@@ -80,7 +84,6 @@ fn child_main(target: Target<'_>, status_fd: i32, identity: Identity, parent: u3
             unsafe { libc::_exit(1) };
         }
     }
-    registry::forget_in_child();
     current::enter_child(identity);
     let outcome = run_catching(|| target().into());
     if let Some(f) = &outcome.failure {

@@ -13,7 +13,8 @@
 //!   none stays a zombie.
 //! * The table is a [`ForkLock`]: the `fork` prepare handler holds it, so a
 //!   forked child never inherits it locked. Entries carry the pid of their
-//!   owner; a forked copy drops its parent's entries without touching them.
+//!   owner; a forked copy leaves its parent's entries alone (it neither
+//!   waits for nor signals them), and drops them on its first reap.
 
 use std::sync::Arc;
 
@@ -27,6 +28,11 @@ static CHILDREN: ForkLock<Vec<Arc<Child>>> = ForkLock::new(Vec::new());
 
 /// 1 once the `atexit` handler is registered in this address space.
 static AT_EXIT: AtomicU32 = AtomicU32::new(0);
+
+/// The pid of the last process that added a child here: a forked child
+/// that started none finds its parent's pid, and skips [`finish`] without
+/// touching (and so copying) the table's pages.
+static ADDED_BY: AtomicU32 = AtomicU32::new(0);
 
 /// Takes the table's lock for a `fork` (prepare handler).
 pub(crate) fn lock_for_fork() {
@@ -48,6 +54,7 @@ pub(crate) fn add(child: &Arc<Child>) {
         // the program and touches only this module's table.
         unsafe { libc::atexit(at_exit) };
     }
+    ADDED_BY.store(std::process::id(), Ordering::Relaxed);
     CHILDREN.with(|t| t.push(Arc::clone(child)));
 }
 
@@ -60,23 +67,20 @@ pub(crate) fn reap() -> Vec<Arc<Child>> {
     })
 }
 
-/// Forgets the parent's children in a freshly forked child (they are not
-/// this process's to reap).
-pub(crate) fn forget_in_child() {
-    let stale = CHILDREN.with(std::mem::take);
-    drop(stale);
-}
-
 /// Kills the daemon children still running and waits for every child:
 /// what Python does at exit. Blocks as long as a non-daemon child runs.
+/// Entries inherited from a parent through `fork` are not this process's:
+/// they are dropped untouched.
 pub(crate) fn finish() {
-    let children = CHILDREN.with(std::mem::take);
-    for c in children.iter().filter(|c| c.owned_here()) {
-        if c.daemon() {
-            let _ = c.signal(Signal::KILL);
-        }
+    if ADDED_BY.load(Ordering::Relaxed) != std::process::id() {
+        return;
     }
-    for c in children.iter().filter(|c| c.owned_here()) {
+    let children = CHILDREN.with(std::mem::take);
+    let mine = || children.iter().filter(|c| c.owned_here());
+    for c in mine().filter(|c| c.daemon()) {
+        let _ = c.signal(Signal::KILL);
+    }
+    for c in mine() {
         let _ = c.wait(None);
     }
 }

@@ -412,12 +412,12 @@ fn dispatch(entries: &[EntryPoint], env: &EnvRef) -> i32 {
             return ERROR_EXIT_CODE;
         }
     }
-    current::enter_child(Identity {
+    current::enter_child(Box::new(Identity {
         name: boot.name,
         path: boot.path,
         daemon: boot.daemon,
         parent: (boot.parent_pid, boot.parent_name),
-    });
+    }));
     let found: Vec<&EntryPoint> = entries.iter().filter(|e| e.name() == boot.entry).collect();
     let entry = match found[..] {
         [one] => one,
