@@ -83,7 +83,9 @@ pub(crate) struct Inbox {
 impl Inbox {
     /// Reads whatever the (non-blocking) read end `fd` holds now.
     pub(crate) fn fill(&mut self, fd: BorrowedFd<'_>) {
-        let mut buf = [0u8; 4096];
+        // Small: records are short, and every page written for the first
+        // time after a fork costs a page fault.
+        let mut buf = [0u8; 256];
         loop {
             match rustix::io::read(fd.as_fd(), &mut buf) {
                 Ok(0) => {
