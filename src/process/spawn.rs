@@ -448,28 +448,33 @@ fn dispatch(entries: &[EntryPoint], env: &EnvRef) -> i32 {
 
 /// Reads and decodes the boot record from memfd `fd`.
 fn read_boot(fd: RawFd) -> std::result::Result<Boot, String> {
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 64 << 10];
-    loop {
-        // SAFETY: pread into a buffer we own from the inherited memfd.
+    let unreadable = |e: std::io::Error| format!("cannot read the boot record: {e}");
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat of the inherited memfd into a buffer we own.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
+        return Err(unreadable(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fstat succeeded, so it filled the buffer.
+    let size = unsafe { st.assume_init() }.st_size;
+    let size = usize::try_from(size).map_err(|_| format!("boot record of {size} bytes"))?;
+    let mut bytes = vec![0u8; size];
+    let mut done = 0;
+    while done < size {
+        // SAFETY: pread from the inherited memfd into the rest of a buffer
+        // we own.
         let n = unsafe {
             libc::pread(
                 fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                bytes.len() as libc::off_t,
+                bytes[done..].as_mut_ptr().cast(),
+                size - done,
+                done as libc::off_t,
             )
         };
         match n {
-            0 => break,
-            n if n > 0 => bytes.extend_from_slice(&buf[..n as usize]),
+            n if n > 0 => done += n as usize,
+            0 => return Err(format!("boot record cut at {done} of {size} bytes")),
             _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
-            _ => {
-                return Err(format!(
-                    "cannot read the boot record: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
+            _ => return Err(unreadable(std::io::Error::last_os_error())),
         }
     }
     let boot: Boot =
