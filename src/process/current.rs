@@ -66,6 +66,23 @@ const MAIN_NAME: &str = "MainProcess";
 
 /// Name, pid and daemon flag of a process, as [`current_process`] and
 /// [`active_children`](crate::active_children) report them.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, current_process};
+/// # fn main() -> multiproc::Result<()> {
+/// let mut p = Process::fork(|| {
+///     let me = current_process();
+///     i32::from(!(me.name() == "worker" && me.daemon() && me.pid() == std::process::id()))
+/// })
+/// .with_name("worker")
+/// .with_daemon(true);
+/// p.start()?;
+/// assert_eq!(p.join()?, 0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {
     name: String,
@@ -96,6 +113,21 @@ impl ProcessInfo {
 }
 
 /// The process that started this one, as [`parent_process`] reports it.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, parent_process};
+/// # fn main() -> multiproc::Result<()> {
+/// let mut p = Process::fork(|| {
+///     let parent = parent_process().expect("started by a Process");
+///     i32::from(!parent.is_alive())
+/// });
+/// p.start()?;
+/// assert_eq!(p.join()?, 0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParentProcess {
     name: String,
@@ -145,7 +177,7 @@ pub fn current_process() -> ProcessInfo {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::{Process, parent_process};
 /// # fn main() -> multiproc::Result<()> {
 /// assert!(parent_process().is_none()); // the main process

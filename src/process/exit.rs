@@ -15,7 +15,21 @@ pub const ERROR_EXIT_CODE: i32 = 1;
 /// A child's exit code and, for a failure, the message the parent can read
 /// with [`Process::failure`](crate::Process::failure).
 ///
-/// Made by [`IntoExitCode`] from what the target returns.
+/// Made by [`IntoExitCode`] from what the target returns; a target may also
+/// return one itself.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{ExitReport, Process};
+/// # fn main() -> multiproc::Result<()> {
+/// let mut p = Process::fork(|| ExitReport::error(7, "bad input"));
+/// p.start()?;
+/// assert_eq!(p.join()?, 7);
+/// assert_eq!(p.failure().unwrap().message(), "bad input");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExitReport {
     code: i32,
@@ -113,7 +127,7 @@ impl<T: IntoExitCode, E: fmt::Debug> IntoExitCode for Result<T, E> {
     }
 }
 
-/// How a child failed, as it reported it.
+/// How a child failed, as it reported it (see [`Failure`] for an example).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FailureKind {
@@ -133,7 +147,7 @@ pub enum FailureKind {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::{FailureKind, Process};
 /// # fn main() -> multiproc::Result<()> {
 /// let cheese = 0;

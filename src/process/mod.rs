@@ -32,6 +32,14 @@ use crate::process::spawn::{ChildSetup, Encode, Entry, SpawnConfig};
 pub use current::{ParentProcess, ProcessInfo};
 
 /// How a [`Process`] starts its child.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Process, StartMethod};
+/// let p = Process::fork(|| ());
+/// assert_eq!(p.start_method(), StartMethod::Fork);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StartMethod {
     /// `fork`: the child is a copy of this process and runs the target in
@@ -108,7 +116,7 @@ enum Target<'a> {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::{Array, Process};
 /// # fn main() -> multiproc::Result<()> {
 /// let squares = Array::<u64>::new(10)?;
@@ -193,7 +201,7 @@ impl<'a> Process<'a> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// use multiproc::{Process, Value};
     /// # fn main() -> multiproc::Result<()> {
     /// let total = Value::new(0u64)?;
@@ -304,6 +312,14 @@ impl<'a> Process<'a> {
     /// Sets the name (by default `Process-N`, numbered in the order
     /// processes are made here; `Process-N:M` in a child numbered `N`). The
     /// child sees it as [`current_process`](crate::current_process)`().name()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// let p = Process::fork(|| ()).with_name("loader").with_daemon(true);
+    /// assert_eq!((p.name(), p.daemon()), ("loader", true));
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -323,6 +339,25 @@ impl<'a> Process<'a> {
     /// after its `argv[0]` (none by default). [`init`](crate::init) ignores
     /// them; they matter for code that runs before it (such as a test
     /// harness, see [`for_test`](Process::for_test)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use multiproc::{Entry, Process};
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Job;
+    /// # impl Entry for Job { type Output = (); fn run(self) {} }
+    /// # fn main() -> multiproc::Result<()> {
+    /// // A program that parses its arguments before `init` needs valid ones.
+    /// let mut p = Process::spawn(Job)
+    ///     .with_exec_args(["--config", "/etc/app.toml"])
+    ///     .with_start_timeout(Duration::from_secs(5));
+    /// p.start()?;
+    /// p.join()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_exec_args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -365,6 +400,21 @@ impl<'a> Process<'a> {
     /// Starts the child. Under [`StartMethod::Spawn`] it returns once the
     /// child's [`init`](crate::init) has found the entry point (about the
     /// time the program takes to start).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::fork(|| 3);
+    /// assert_eq!(p.pid(), None);
+    /// p.start()?;
+    /// assert!(p.pid().is_some());
+    /// assert_eq!(p.join()?, 3);
+    /// assert!(p.start().is_err()); // once only
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -442,7 +492,7 @@ impl<'a> Process<'a> {
     ///
     /// # Examples
     ///
-    /// ```no_run
+    /// ```
     /// use std::time::Duration;
     /// use multiproc::Process;
     /// # fn main() -> multiproc::Result<()> {
@@ -471,6 +521,23 @@ impl<'a> Process<'a> {
     /// The exit code once the child has exited (reaping it if needed):
     /// 0, the code it exited with (low 8 bits), or minus the signal that
     /// killed it. `None` before it starts and while it runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// # fn main() -> multiproc::Result<()> {
+    /// let mut p = Process::fork(|| std::thread::sleep(std::time::Duration::from_secs(10)));
+    /// assert_eq!(p.exitcode(), None);
+    /// p.start()?;
+    /// assert_eq!(p.exitcode(), None);
+    /// p.kill()?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(-9));
+    /// assert!(!p.is_alive());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn exitcode(&self) -> Option<i32> {
         self.child.as_deref().and_then(|c| c.poll().ok().flatten())
     }
@@ -538,13 +605,14 @@ impl Drop for Process<'_> {
 ///
 /// # Examples
 ///
-/// ```no_run
+/// ```
 /// use multiproc::{Process, active_children};
 /// # fn main() -> multiproc::Result<()> {
 /// let mut p = Process::fork(|| std::thread::sleep(std::time::Duration::from_millis(100)));
 /// p.start()?;
+/// let pid = p.pid().unwrap();
 /// drop(p); // the child runs on
-/// assert_eq!(active_children().len(), 1);
+/// assert!(active_children().iter().any(|c| c.pid() == pid));
 /// # Ok(())
 /// # }
 /// ```

@@ -67,8 +67,18 @@ use crate::process::{status, transfer};
 
 /// The environment variable that tells a re-executed program which boot
 /// record to run (`version:parent pid:boot fd:device:inode:status fd`).
-/// Set by the parent for the child only; a program has no reason to set or
-/// read it.
+/// Set by the parent for the child only; a program has no reason to set
+/// it, and reads it only to tell, before [`init`], whether it runs as a
+/// spawned child.
+///
+/// # Examples
+///
+/// ```
+/// // Code that must run once, in the parent only, even before `init`:
+/// if std::env::var_os(multiproc::SPAWN_ENV).is_none() {
+///     println!("starting up");
+/// }
+/// ```
 pub const SPAWN_ENV: &str = "MULTIPROC_SPAWN";
 
 /// Version of the boot record and of [`SPAWN_ENV`]'s format.
