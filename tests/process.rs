@@ -519,7 +519,9 @@ fn join_timeout_returns_in_time() {
     }
 }
 
-/// Exit codes, errors and panics, with their messages.
+/// Exit codes, errors and panics, with their messages. (The spawned
+/// child's panic hook prints "boom 42" on stderr, as any panic does: that
+/// output is expected.)
 #[test]
 fn exit_codes_errors_and_panics() {
     for method in BOTH {
