@@ -15,14 +15,16 @@
 //!
 //! Run: `cargo run --release --example tour`
 //!
-//! Workers are started with `fork` directly: the crate's `Process` type comes
-//! in a later release and will replace the small `spawn_worker` helper here.
+//! Workers are `Process`es started by fork (daemons: they die with the
+//! tour if it is killed); `cargo run --example processes` shows the spawn
+//! start method.
 
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use multiproc::{
-    Array, AtomicValue, Barrier, Event, MessageQueue, Mutex, Queue, RawArray, RecvError, Value,
+    Array, AtomicValue, Barrier, Event, MessageQueue, Mutex, Process, Queue, RawArray, RecvError,
+    Value,
 };
 use serde::{Deserialize, Serialize};
 
@@ -128,6 +130,11 @@ fn main() -> multiproc::Result<()> {
             })
         })
         .collect();
+    let names: Vec<String> = kids
+        .iter()
+        .map(|k| format!("{} (pid {})", k.name(), k.pid().unwrap_or(0)))
+        .collect();
+    println!("  started daemon workers by fork: {}", names.join(", "));
     let mut polls = 0;
     while !done.wait_timeout(Duration::from_millis(1))
         && started.elapsed() < Duration::from_secs(60)
@@ -140,7 +147,7 @@ fn main() -> multiproc::Result<()> {
         "progress counter is off"
     );
     for k in kids {
-        let code = k.wait(Duration::from_secs(60));
+        let code = wait(&k, Duration::from_secs(60));
         assert_eq!(code, Some(0), "worker failed");
     }
     let fill_time = started.elapsed();
@@ -253,7 +260,7 @@ fn main() -> multiproc::Result<()> {
     }
     let t = t.elapsed();
     assert_eq!(
-        kid.wait(Duration::from_secs(60)),
+        wait(&kid, Duration::from_secs(60)),
         Some(0),
         "ping-pong child failed"
     );
@@ -281,7 +288,7 @@ fn main() -> multiproc::Result<()> {
     }
     let t = t.elapsed();
     assert_eq!(
-        kid.wait(Duration::from_secs(60)),
+        wait(&kid, Duration::from_secs(60)),
         Some(0),
         "producer failed"
     );
@@ -309,7 +316,7 @@ fn main() -> multiproc::Result<()> {
     let t = t.elapsed();
     near.close();
     assert_eq!(
-        kid.wait(Duration::from_secs(60)),
+        wait(&kid, Duration::from_secs(60)),
         Some(0),
         "echo child failed"
     );
@@ -362,57 +369,29 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// A forked worker process.
-struct Worker(libc::pid_t);
-
-/// Forks a worker that runs `job` and exits with its return value; the
-/// worker dies with the parent.
-fn spawn_worker(job: impl FnOnce() -> i32) -> Worker {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the child only runs `job` (shared-memory work) and `_exit`s.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // SAFETY: async-signal-safe calls; the child never returns to main.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            // The parent may have died before the prctl took effect.
-            if libc::getppid() != parent {
-                libc::_exit(102);
-            }
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(101);
-            libc::_exit(code);
-        }
-    }
-    Worker(pid)
+/// Starts a daemon worker `Process` (by fork) that runs `job` and exits with
+/// its return value.
+fn spawn_worker<'a>(job: impl FnOnce() -> i32 + Send + 'a) -> Process<'a> {
+    let mut p = Process::fork(job).with_daemon(true);
+    p.start().expect("start a worker process");
+    p
 }
 
-impl Worker {
-    /// Waits up to `timeout` for the exit code; kills the worker after that.
-    fn wait(self, timeout: Duration) -> Option<i32> {
-        let end = Instant::now() + timeout;
-        loop {
-            let mut status = 0;
-            // SAFETY: reaps our own child without blocking.
-            if unsafe { libc::waitpid(self.0, &mut status, libc::WNOHANG) } == self.0 {
-                return libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-            }
-            if Instant::now() >= end {
-                // SAFETY: kills and reaps our own child.
-                unsafe {
-                    libc::kill(self.0, libc::SIGKILL);
-                    libc::waitpid(self.0, &mut status, 0);
-                }
-                return None;
-            }
-            std::thread::sleep(Duration::from_micros(200));
+/// Waits up to `timeout` for a worker's exit code; kills it after that.
+fn wait(p: &Process<'_>, timeout: Duration) -> Option<i32> {
+    match p.join_timeout(timeout) {
+        Ok(Some(code)) => Some(code),
+        _ => {
+            let _ = p.kill();
+            let _ = p.join();
+            None
         }
     }
 }
 
 /// Runs `work` in this process and in a forked child at once, released
 /// together by a shared flag; returns the wall time until both finished.
-fn race_two_processes(work: impl Fn()) -> Duration {
+fn race_two_processes(work: impl Fn() + Sync) -> Duration {
     let go = AtomicValue::new(0u32).expect("flag");
     let kid = spawn_worker(|| {
         let give_up = Instant::now() + Duration::from_secs(60);
@@ -429,7 +408,7 @@ fn race_two_processes(work: impl Fn()) -> Duration {
     let t = Instant::now();
     go.store(1, SeqCst);
     work();
-    let code = kid.wait(Duration::from_secs(60));
+    let code = wait(&kid, Duration::from_secs(60));
     let elapsed = t.elapsed();
     assert_eq!(code, Some(0), "racing child failed");
     elapsed

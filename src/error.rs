@@ -164,6 +164,29 @@ pub enum Error {
     /// A blocking call reached its deadline.
     #[error("timed out")]
     Timeout,
+    /// A [`Process`](crate::Process) call its state does not allow: starting
+    /// twice, joining or signalling a process never started, a daemon
+    /// starting a non-daemon child, or a spawned child starting processes
+    /// before [`init`](crate::init) dispatched it.
+    #[error("process {name}: {reason}")]
+    ProcessState {
+        /// The process's name.
+        name: String,
+        /// What was refused, and why.
+        reason: String,
+    },
+    /// A spawned child did not start its entry point: the program could not
+    /// be executed, the arguments could not be encoded, or the child exited
+    /// (or stayed silent past the start timeout) before
+    /// [`init`](crate::init) reported the entry started; usually because
+    /// `main` does not call `init`, or does not register this entry.
+    #[error("cannot spawn {entry}: {reason}")]
+    Spawn {
+        /// The entry point's name.
+        entry: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// An operating-system call failed.
     #[error("{op} failed")]
     Io {

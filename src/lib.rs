@@ -23,6 +23,7 @@
 //! | [`JoinableQueue<T>`] | `multiprocessing.JoinableQueue` | a `MessageQueue` counting unfinished tasks: `task_done`, `join` |
 //! | [`pipe`], [`Connection<T>`] | `multiprocessing.Pipe` | a duplex pair of message channels |
 //! | [`spsc::channel`] | — | lock-free single-producer single-consumer ring of `Pod` items |
+//! | [`Process`] | `multiprocessing.Process` | a child process, started by `fork` (a closure) or spawn (an [`Entry`] run by [`init`] in a re-executed program) |
 //!
 //! `T` is any [`bytemuck::Pod`] type: integers, floats, arrays of them,
 //! `#[repr(C)]` structs deriving `Pod`.
@@ -42,25 +43,20 @@
 //!
 //! A forked child changes shared data; the parent sees it:
 //!
-//! ```no_run
-//! use multiproc::{Array, Value};
+//! ```
+//! use multiproc::{Array, Process, Value};
 //! # fn main() -> multiproc::Result<()> {
 //! let num = Value::new(0.0f64)?;
 //! let arr = Array::from_slice(&(0..10).collect::<Vec<i32>>())?;
 //!
-//! // SAFETY: the child only touches shared memory and exits.
-//! match unsafe { libc::fork() } {
-//!     0 => {
-//!         num.set(3.1415927);
-//!         for x in arr.lock().unwrap().iter_mut() {
-//!             *x = -*x;
-//!         }
-//!         unsafe { libc::_exit(0) };
+//! let mut p = Process::fork(|| {
+//!     num.set(3.1415927);
+//!     for x in arr.lock().unwrap().iter_mut() {
+//!         *x = -*x;
 //!     }
-//!     pid => unsafe {
-//!         libc::waitpid(pid, std::ptr::null_mut(), 0);
-//!     },
-//! }
+//! });
+//! p.start()?;
+//! assert_eq!(p.join()?, 0);
 //! assert_eq!(num.get(), 3.1415927);
 //! assert_eq!(arr.to_vec(), [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]);
 //! # Ok(())
@@ -88,6 +84,8 @@ mod error;
 #[cfg(not(loom))]
 mod fork;
 #[cfg(not(loom))]
+mod process;
+#[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]
 mod shm;
@@ -108,6 +106,13 @@ pub mod sync;
 
 #[cfg(not(loom))]
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use process::{
+    ParentProcess, Process, ProcessInfo, StartMethod, active_children,
+    current::{current_process, parent_process},
+    exit::{ERROR_EXIT_CODE, ExitReport, Failure, FailureKind, IntoExitCode, PANIC_EXIT_CODE},
+    spawn::{Entry, EntryPoint, SPAWN_ENV, init},
+};
 #[cfg(not(loom))]
 pub use queue::joinable::{JoinableQueue, TaskDoneError};
 #[cfg(not(loom))]

@@ -327,6 +327,20 @@ impl SharedMemory {
         self.seg.segment_ref()
     }
 
+    /// Opens the named segment `r` names, checking that the name still
+    /// leads to the same file.
+    pub(crate) fn from_ref(r: &SegmentRef) -> Result<SharedMemory> {
+        match r {
+            SegmentRef::Named { name, .. } => Ok(SharedMemory {
+                seg: Segment::attach(r)?,
+                name: name.clone(),
+            }),
+            SegmentRef::Memfd { .. } => Err(Error::InvalidDescriptor {
+                reason: "an anonymous memfd segment is not a named SharedMemory".into(),
+            }),
+        }
+    }
+
     pub(crate) fn segment(&self) -> &Arc<Segment> {
         &self.seg
     }

@@ -25,8 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 
 use crate::error::{Error, Result};
-use crate::loom::UnsafeCell;
-use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::fork::ForkLock;
+use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::shm::header::ObjectLayout;
 
 /// Identity of a file: (device, inode).
@@ -61,58 +61,12 @@ impl FileEntry {
 
 type Table = HashMap<FileId, FileEntry>;
 
-/// A spin lock that `fork` takes in its prepare handler.
-struct ForkSafeLock {
-    locked: AtomicU32,
-    table: UnsafeCell<Option<Table>>,
-}
+/// The table, behind the spin lock that `fork` takes in its prepare handler.
+static TABLE: ForkLock<Option<Table>> = ForkLock::new(None);
 
-// SAFETY: `table` is only reached through `with`, under `locked`.
-unsafe impl Sync for ForkSafeLock {}
-
-static TABLE: ForkSafeLock = ForkSafeLock {
-    locked: AtomicU32::new(0),
-    table: UnsafeCell::new(None),
-};
-
-impl ForkSafeLock {
-    fn acquire(&self) {
-        let mut spins = 0u32;
-        // SYNC: Acquire pairs with the Release store in `release`.
-        while self
-            .locked
-            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-
-    fn release(&self) {
-        // SYNC: Release pairs with the Acquire CAS in `acquire`.
-        self.locked.store(0, Ordering::Release);
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
-        crate::fork::ensure_handlers();
-        /// Releases the lock however `f` ends.
-        struct Held<'a>(&'a ForkSafeLock);
-        impl Drop for Held<'_> {
-            fn drop(&mut self) {
-                self.0.release();
-            }
-        }
-        self.acquire();
-        let _held = Held(self);
-        // SAFETY: we hold the lock; `f` cannot re-enter (nothing it calls
-        // takes the table), and the reference does not outlive the call.
-        f(unsafe { &mut *self.table.get() }.get_or_insert_with(HashMap::new))
-    }
+/// Runs `f` on the table, under its lock. `f` must not take it again.
+fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
+    TABLE.with(|t| f(t.get_or_insert_with(HashMap::new)))
 }
 
 /// Takes the table lock for a `fork` (prepare handler).
@@ -136,7 +90,7 @@ pub(crate) struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let me: *const Registration = self;
-        TABLE.with(|t| {
+        with_table(|t| {
             if let Some(file) = t.get_mut(&self.file) {
                 // Remove our entry only: a new object may already sit there.
                 if file
@@ -194,7 +148,7 @@ pub(crate) fn register(
         end: end as u64,
         other: other as u64,
     };
-    TABLE.with(|t| {
+    with_table(|t| {
         let entry = t.entry(file).or_default();
         if let Some(other) = entry.raw_overlap(start, end) {
             return Err(overlap(other));
@@ -231,7 +185,7 @@ pub(crate) struct RawAccess {
 
 impl Drop for RawAccess {
     fn drop(&mut self) {
-        TABLE.with(|t| {
+        with_table(|t| {
             if let Some(file) = t.get_mut(&self.file) {
                 file.raw.retain(|&(_, _, id)| id != self.id);
                 if file.is_empty() {
@@ -250,7 +204,7 @@ impl Drop for RawAccess {
 pub(crate) fn begin_raw(file: FileId, start: usize, end: usize) -> Result<RawAccess> {
     static NEXT_ID: AtomicU64 = AtomicU64::new(0);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    TABLE.with(|t| {
+    with_table(|t| {
         let entry = t.entry(file).or_default();
         if start < end
             && let Some((other, _)) = overlapping(&mut entry.objects, start, end)

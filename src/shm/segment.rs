@@ -33,7 +33,11 @@ pub(crate) const SEGMENT_HEADER_SIZE: usize = HEADER_SIZE;
 
 /// How to find a segment from another process. Part of a
 /// [`Descriptor`](crate::Descriptor).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Serialising one that names a memfd of this process while a spawn encodes
+/// its arguments hands the spawned child that descriptor (see
+/// [`Process::spawn`](crate::Process::spawn)).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[non_exhaustive]
 pub enum SegmentRef {
     /// An anonymous memfd, reachable as descriptor `fd` of process `pid`
@@ -60,6 +64,45 @@ pub enum SegmentRef {
         /// name is detected.
         ino: u64,
     },
+}
+
+impl Serialize for SegmentRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        /// The same shape as `SegmentRef`, so the derived `Deserialize`
+        /// reads it back.
+        #[derive(Serialize)]
+        #[serde(rename = "SegmentRef")]
+        enum Wire<'a> {
+            Memfd {
+                pid: u32,
+                fd: i32,
+                dev: u64,
+                ino: u64,
+            },
+            Named {
+                name: &'a str,
+                dev: u64,
+                ino: u64,
+            },
+        }
+        let wire = match self {
+            SegmentRef::Memfd { pid, fd, dev, ino } => {
+                crate::process::spawn::note_memfd(*fd, *dev, *ino);
+                Wire::Memfd {
+                    pid: *pid,
+                    fd: *fd,
+                    dev: *dev,
+                    ino: *ino,
+                }
+            }
+            SegmentRef::Named { name, dev, ino } => Wire::Named {
+                name,
+                dev: *dev,
+                ino: *ino,
+            },
+        };
+        wire.serialize(s)
+    }
 }
 
 /// What backs a segment.
