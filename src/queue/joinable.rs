@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::error::Result;
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::queue::message::{
-    RecvError, Ring, SendError, Wait, check_capacity, decode, init_stamps, layout, one_ring,
+    RecvError, Ring, SendError, Wait, decode, one_ring, one_ring_size, place_one_ring, queries,
     recv_with, send,
 };
 use crate::queue::raw::eventcount::EventCount;
@@ -192,11 +192,11 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     }
 
     fn make(place: Place<'_>, capacity: usize, max_message_size: usize) -> Result<Self> {
-        check_capacity(capacity)?;
-        let l = layout::<T>(ObjectKind::Joinable, capacity, max_message_size)?;
-        let slot = l.fingerprint.size as usize;
-        let obj = place.make(l, |data| init_stamps(data, slot, 0, capacity))?;
-        Ok(Self::from_placed(obj))
+        let ring = place_one_ring::<T>(place, ObjectKind::Joinable, capacity, max_message_size)?;
+        Ok(JoinableQueue {
+            ring,
+            _t: PhantomData,
+        })
     }
 
     /// Places an empty queue of `capacity` messages of up to
@@ -245,11 +245,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// assert_eq!(multiproc::JoinableQueue::<u8>::shared_size(2, 8), 64 + 64 + 256 + 2 * 64);
     /// ```
     pub fn shared_size(capacity: usize, max_message_size: usize) -> usize {
-        if check_capacity(capacity).is_err() {
-            return usize::MAX;
-        }
-        layout::<T>(ObjectKind::Joinable, capacity, max_message_size)
-            .map_or(usize::MAX, |l| l.total_size)
+        one_ring_size::<T>(ObjectKind::Joinable, capacity, max_message_size)
     }
 
     /// Counts a task, then sends `value` as `wait` says; takes the count
@@ -393,33 +389,5 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         self.ring.close();
     }
 
-    /// Whether the queue was closed.
-    pub fn is_closed(&self) -> bool {
-        self.ring.is_closed()
-    }
-
-    /// Messages in the queue now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.ring.len() == self.ring.capacity()
-    }
-
-    /// The number of slots.
-    pub fn capacity(&self) -> usize {
-        self.ring.capacity()
-    }
-
-    /// The largest encoded message a slot holds.
-    pub fn max_message_size(&self) -> usize {
-        self.ring.memory().max_message_size()
-    }
+    queries!();
 }

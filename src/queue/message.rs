@@ -45,6 +45,46 @@ use crate::shm::object::{Placed, attach_api};
 use crate::shm::value::{Place, deadline};
 use crate::sync::raw::futex::Futex;
 
+/// The snapshot queries of a one-ring message queue (a `ring: Ring`
+/// field): `is_closed`, `len`, `is_empty`, `is_full`, `capacity`,
+/// `max_message_size`.
+macro_rules! queries {
+    () => {
+        /// Whether the queue was closed (messages may still be left to get).
+        pub fn is_closed(&self) -> bool {
+            self.ring.is_closed()
+        }
+
+        /// Messages in the queue now (a snapshot other handles may change at
+        /// once).
+        pub fn len(&self) -> usize {
+            self.ring.len()
+        }
+
+        /// Whether the queue is empty now (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.ring.is_empty()
+        }
+
+        /// Whether the queue is full now (a snapshot).
+        pub fn is_full(&self) -> bool {
+            self.ring.len() == self.ring.capacity()
+        }
+
+        /// The number of slots.
+        pub fn capacity(&self) -> usize {
+            self.ring.capacity()
+        }
+
+        /// The largest encoded message a slot holds: the size asked for at
+        /// creation, rounded up so that slots fill whole 64-byte lines.
+        pub fn max_message_size(&self) -> usize {
+            self.ring.memory().max_message_size()
+        }
+    };
+}
+pub(crate) use queries;
+
 /// Alignment (and size granule) of a message slot.
 const SLOT_ALIGN: usize = 64;
 /// Bytes of a slot before the message: stamp, length, padding.
@@ -609,6 +649,34 @@ impl<T> fmt::Debug for MessageQueue<T> {
     }
 }
 
+/// Places a one-ring message object of `kind` (`Messages` or `Joinable`)
+/// with `capacity` slots for messages of `max_message_size` bytes of `T`.
+pub(crate) fn place_one_ring<T>(
+    place: Place<'_>,
+    kind: ObjectKind,
+    capacity: usize,
+    max_message_size: usize,
+) -> Result<Ring> {
+    check_capacity(capacity)?;
+    let l = layout::<T>(kind, capacity, max_message_size)?;
+    let slot = l.fingerprint.size as usize;
+    let obj = place.make(l, |data| init_stamps(data, slot, 0, capacity))?;
+    Ok(one_ring(obj))
+}
+
+/// Bytes a one-ring message object of `kind` takes (`usize::MAX` if the
+/// sizes are refused).
+pub(crate) fn one_ring_size<T>(
+    kind: ObjectKind,
+    capacity: usize,
+    max_message_size: usize,
+) -> usize {
+    if check_capacity(capacity).is_err() {
+        return usize::MAX;
+    }
+    layout::<T>(kind, capacity, max_message_size).map_or(usize::MAX, |l| l.total_size)
+}
+
 /// Makes the ring of a one-ring message object (kinds `Messages` and
 /// `Joinable`: the ring's state right before element 0).
 pub(crate) fn one_ring(obj: Placed) -> Ring {
@@ -655,11 +723,11 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     }
 
     fn make(place: Place<'_>, capacity: usize, max_message_size: usize) -> Result<Self> {
-        check_capacity(capacity)?;
-        let l = layout::<T>(ObjectKind::Messages, capacity, max_message_size)?;
-        let slot = l.fingerprint.size as usize;
-        let obj = place.make(l, |data| init_stamps(data, slot, 0, capacity))?;
-        Ok(Self::from_placed(obj))
+        let ring = place_one_ring::<T>(place, ObjectKind::Messages, capacity, max_message_size)?;
+        Ok(MessageQueue {
+            ring,
+            _t: PhantomData,
+        })
     }
 
     /// Places an empty queue of `capacity` messages of up to
@@ -736,11 +804,7 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     /// assert_eq!(multiproc::MessageQueue::<u8>::shared_size(4, 48), 64 + 256 + 4 * 64);
     /// ```
     pub fn shared_size(capacity: usize, max_message_size: usize) -> usize {
-        if check_capacity(capacity).is_err() {
-            return usize::MAX;
-        }
-        layout::<T>(ObjectKind::Messages, capacity, max_message_size)
-            .map_or(usize::MAX, |l| l.total_size)
+        one_ring_size::<T>(ObjectKind::Messages, capacity, max_message_size)
     }
 
     /// Puts `value`, sleeping while the queue is full.
@@ -905,34 +969,5 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
         self.ring.close();
     }
 
-    /// Whether the queue was closed (messages may still be left to get).
-    pub fn is_closed(&self) -> bool {
-        self.ring.is_closed()
-    }
-
-    /// Messages in the queue now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.ring.len() == self.ring.capacity()
-    }
-
-    /// The number of slots.
-    pub fn capacity(&self) -> usize {
-        self.ring.capacity()
-    }
-
-    /// The largest encoded message a slot holds: the size asked for at
-    /// creation, rounded up so that slots fill whole 64-byte lines.
-    pub fn max_message_size(&self) -> usize {
-        self.ring.memory().max_message_size()
-    }
+    queries!();
 }
