@@ -7,8 +7,8 @@ mod common;
 
 use common::ShmName;
 use multiproc::{
-    Array, AtomicValue, Descriptor, Error, Fingerprint, ObjectKind, RawArray, RawValue, SegmentRef,
-    SharedMemory, Value,
+    Array, AtomicValue, Descriptor, Error, Fingerprint, ObjectKind, RLock, RawArray, RawValue,
+    SegmentRef, SharedMemory, Value,
 };
 
 #[test]
@@ -463,4 +463,37 @@ fn longest_name_is_accepted() {
     let shm = SharedMemory::create(&long, 64).unwrap();
     assert!(SharedMemory::open(&long).is_ok());
     shm.unlink().unwrap();
+}
+
+/// Garbage a peer left in a free `RLock`'s recursion count: the next locker
+/// starts at one level, and its last unlock frees the lock. (Taking the lock
+/// used to add one to whatever the count held: an overflow panic in debug
+/// builds for `u32::MAX`, and otherwise a count that never came back to zero,
+/// so the lock stayed held. Found by the `attach_bytes` fuzz target.)
+#[test]
+fn scribbled_rlock_count_starts_over() {
+    let name = ShmName::new("rlock-count");
+    let shm = SharedMemory::create(&name.0, 4096).unwrap();
+    let r = RLock::create_at(&shm, 0).unwrap();
+    let peer = common::Peer::open(&shm);
+    // After the header: the lock word (u64, 0 = free), then the count (u32).
+    const COUNT: usize = 64 + 8;
+    for (i, garbage) in [u32::MAX, 7, u32::MAX - 1].into_iter().enumerate() {
+        peer.write(COUNT, &garbage.to_le_bytes());
+        let g = match i {
+            0 => r.try_lock().unwrap(),
+            1 => r.lock_timeout(common::DEADLINE).unwrap(),
+            _ => r.lock().unwrap(),
+        };
+        assert_eq!(r.count(), 1);
+        let inner = r.try_lock().unwrap();
+        assert_eq!(r.count(), 2);
+        drop((inner, g));
+        assert!(!r.is_owned());
+        assert_eq!(r.count(), 0);
+        // Free for another thread too.
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(r.try_lock().is_ok()));
+        });
+    }
 }
