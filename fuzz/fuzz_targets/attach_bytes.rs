@@ -295,6 +295,9 @@ impl Offset {
 enum Len {
     Small(u8),
     Any(u64),
+    /// `u64::MAX - n`: absurd lengths pass the size checks for zero-sized
+    /// elements.
+    FromTop(u8),
 }
 
 impl Len {
@@ -302,6 +305,7 @@ impl Len {
         match self {
             Len::Small(n) => u64::from(n),
             Len::Any(n) => n,
+            Len::FromTop(n) => u64::MAX - u64::from(n),
         }
     }
 }
@@ -322,18 +326,71 @@ enum Tweak {
     Checksum(u64),
 }
 
+/// A 64-bit word for a payload (a lock word, a ring position or stamp),
+/// chosen the way ring code compares them rather than as random bytes.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Word {
+    Small(u8),
+    FromTop(u8),
+    /// The object's length plus `n`.
+    NearLen(i8),
+    /// An MPMC position: `lap * one_lap | closed mark | index`, with the
+    /// encoding of the object's length.
+    Pos {
+        lap: Len,
+        closed: bool,
+        index: u8,
+    },
+    Any(u64),
+}
+
+impl Word {
+    fn get(self, len: u64) -> u64 {
+        let mark = len
+            .saturating_add(1)
+            .checked_next_power_of_two()
+            .unwrap_or(1 << 63);
+        match self {
+            Word::Small(n) => u64::from(n),
+            Word::FromTop(n) => u64::MAX - u64::from(n),
+            Word::NearLen(n) => len.wrapping_add_signed(i64::from(n)),
+            Word::Pos { lap, closed, index } => lap
+                .get()
+                .wrapping_mul(mark.wrapping_mul(2))
+                .wrapping_add(if closed { mark } else { 0 })
+                .wrapping_add(u64::from(index)),
+            Word::Any(v) => v,
+        }
+    }
+}
+
+/// Words at `8 * (n % 48)` bytes after a header: the state lines and the
+/// first slots of a ring, or a lock word and its value.
+type Words = Vec<(u8, Word)>;
+
+fn write_words(shm: &SharedMemory, header_at: usize, len: u64, words: &Words) {
+    for &(n, w) in words {
+        let at = header_at + 64 + 8 * (usize::from(n) % 48);
+        write_clipped(shm, at, &w.get(len).to_le_bytes());
+    }
+}
+
 #[derive(Arbitrary, Debug)]
 enum Step {
     /// Raw bytes at `at` (refused over a live object).
     Bytes { at: u16, bytes: Vec<u8> },
     /// The header `target`'s creator writes for `len` elements, with one
-    /// field tweaked; the checksum recomputed after the tweak if `fix`.
+    /// field tweaked (the checksum recomputed after the tweak if `fix`),
+    /// and `payload` after it; then, with `ops`, opens `target` there.
     Forge {
         line: u8,
         target: Target,
         len: Len,
         tweak: Tweak,
         fix: bool,
+        payload: Vec<u8>,
+        words: Words,
+        ops: Option<Vec<Op>>,
     },
     /// A real object of `len` elements, dropped at once; then `payload`
     /// over the bytes after its header.
@@ -342,6 +399,7 @@ enum Step {
         target: Target,
         len: u8,
         payload: Vec<u8>,
+        words: Words,
     },
     /// Opens `target` at `at`, runs `ops`, and keeps it live.
     Open {
@@ -365,6 +423,7 @@ enum Step {
         target: Target,
         len: u8,
         payload: Vec<u8>,
+        words: Words,
         ops: Vec<Op>,
     },
     /// Drops the live handles.
@@ -681,20 +740,20 @@ fn run(input: Input, env: &Env) {
     let mut live: Vec<Obj> = Vec::new();
     for step in input.steps {
         match step {
-            Step::Bytes { at, bytes } => {
-                let at = usize::from(at) % SEG;
-                let n = bytes.len().min(SEG - at);
-                // Refused (Overlap) over a live object.
-                let _ = shm.write_at(at, &bytes[..n]);
-            }
+            // Refused (Overlap) over a live object.
+            Step::Bytes { at, bytes } => write_clipped(shm, usize::from(at) % SEG, &bytes),
             Step::Forge {
                 line,
                 target,
                 len,
                 tweak,
                 fix,
+                payload,
+                words,
+                ops,
             } => {
-                let mut h = header_for(env.template(target), len.get());
+                let len = len.get();
+                let mut h = header_for(env.template(target), len);
                 match tweak {
                     Tweak::None => {}
                     Tweak::Magic(v) => put_u64(&mut h, 0, v),
@@ -712,24 +771,35 @@ fn run(input: Input, env: &Env) {
                     let sum = checksum(&h);
                     put_u64(&mut h, 56, sum);
                 }
-                let _ = shm.write_at(usize::from(line) * 64, &h);
+                let off = usize::from(line) * 64;
+                let _ = shm.write_at(off, &h);
+                write_clipped(shm, off + 64, &payload);
+                write_words(shm, off, len, &words);
+                if let Some(ops) = ops
+                    && let Ok(mut obj) = target.open(shm, off)
+                {
+                    run_ops(&mut obj, &ops, env);
+                    keep(&mut live, obj);
+                }
             }
             Step::Create {
                 line,
                 target,
                 len,
                 payload,
+                words,
             } => {
-                create_and_scribble(shm, line, target, len, &payload);
+                create_and_scribble(shm, line, target, len, &payload, &words);
             }
             Step::Scribble {
                 line,
                 target,
                 len,
                 payload,
+                words,
                 ops,
             } => {
-                if create_and_scribble(shm, line, target, len, &payload)
+                if create_and_scribble(shm, line, target, len, &payload, &words)
                     && let Ok(mut obj) = target.open(shm, usize::from(line) * 64)
                 {
                     run_ops(&mut obj, &ops, env);
@@ -773,26 +843,33 @@ fn run(input: Input, env: &Env) {
     }
 }
 
-/// Places a real `target` at `line`, drops it, and writes `payload` over
-/// the bytes after its header; whether it was placed.
+/// Places a real `target` at `line`, drops it, and writes `payload`, then
+/// `words`, over the bytes after its header; whether it was placed.
 fn create_and_scribble(
     shm: &SharedMemory,
     line: u8,
     target: Target,
     len: u8,
     payload: &[u8],
+    words: &Words,
 ) -> bool {
     let off = usize::from(line) * 64;
-    let Ok(obj) = target.create(shm, off, usize::from(len % 16) + 1) else {
+    let len = usize::from(len % 16) + 1;
+    let Ok(obj) = target.create(shm, off, len) else {
         return false;
     };
     drop(obj);
-    let at = off + 64;
-    if at < SEG {
-        let n = payload.len().min(SEG - at);
-        let _ = shm.write_at(at, &payload[..n]);
-    }
+    write_clipped(shm, off + 64, payload);
+    write_words(shm, off, len as u64, words);
     true
+}
+
+/// Writes what fits of `bytes` at `at`, if nothing live is there.
+fn write_clipped(shm: &SharedMemory, at: usize, bytes: &[u8]) {
+    if at < SEG {
+        let n = bytes.len().min(SEG - at);
+        let _ = shm.write_at(at, &bytes[..n]);
+    }
 }
 
 /// The length field of the header at `at`, if it can be read.
