@@ -7,8 +7,8 @@ mod common;
 
 use common::ShmName;
 use multiproc::{
-    Array, AtomicValue, Descriptor, Error, Fingerprint, ObjectKind, RawArray, RawValue, SegmentRef,
-    SharedMemory, Value,
+    Array, AtomicValue, Descriptor, Error, Fingerprint, ObjectKind, RLock, RawArray, RawValue,
+    SegmentRef, SharedMemory, Value,
 };
 
 #[test]
@@ -464,4 +464,92 @@ fn longest_name_is_accepted() {
     let shm = SharedMemory::create(&long, 64).unwrap();
     assert!(SharedMemory::open(&long).is_ok());
     shm.unlink().unwrap();
+}
+
+/// Garbage a peer left in a free `RLock`'s recursion count: the next locker
+/// starts at one level, and its last unlock frees the lock. (Taking the lock
+/// used to add one to whatever the count held: an overflow panic in debug
+/// builds for `u32::MAX`, and otherwise a count that never came back to zero,
+/// so the lock stayed held. Found by the `attach_bytes` fuzz target.)
+#[test]
+fn scribbled_rlock_count_starts_over() {
+    let name = ShmName::new("rlock-count");
+    let shm = SharedMemory::create(&name.0, 4096).unwrap();
+    let r = RLock::create_at(&shm, 0).unwrap();
+    let peer = common::Peer::open(&shm);
+    // After the header: the lock word (u64, 0 = free), then the count (u32).
+    const COUNT: usize = 64 + 8;
+    for (i, garbage) in [u32::MAX, 7, u32::MAX - 1].into_iter().enumerate() {
+        peer.write(COUNT, &garbage.to_le_bytes());
+        let g = match i {
+            0 => r.try_lock().unwrap(),
+            1 => r.lock_timeout(common::DEADLINE).unwrap(),
+            _ => r.lock().unwrap(),
+        };
+        assert_eq!(r.count(), 1);
+        let inner = r.try_lock().unwrap();
+        assert_eq!(r.count(), 2);
+        drop((inner, g));
+        assert!(!r.is_owned());
+        assert_eq!(r.count(), 0);
+        // Free for another thread too.
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(r.try_lock().is_ok()));
+        });
+    }
+}
+
+/// A forged channel header of zero-sized elements may claim any length
+/// without its size overflowing; a capacity above `spsc::MAX_CAPACITY` is
+/// refused when attaching, as when placing. (It used to attach, and a
+/// scribbled position near the end of such a ring overflowed the ring's
+/// index arithmetic: a panic in debug builds.) At the maximum itself,
+/// positions near wrap-around stay harmless.
+#[test]
+fn forged_ring_capacity_above_the_maximum() {
+    use multiproc::spsc::{self, Consumer, Producer};
+    let name = ShmName::new("ring-capacity");
+    let shm = SharedMemory::create(&name.0, 4096).unwrap();
+    drop(spsc::channel_at::<()>(&shm, 0, 1).unwrap());
+    let peer = common::Peer::open(&shm);
+    let pristine = peer.header(0);
+    let forge = |len: u64| {
+        let mut h = pristine;
+        h[LEN..LEN + 8].copy_from_slice(&len.to_le_bytes());
+        // Zero-sized elements: the total size stays that of the state lines.
+        let sum = checksum(&h);
+        h[CHECKSUM..].copy_from_slice(&sum.to_le_bytes());
+        peer.write(0, &h);
+    };
+    let max = spsc::MAX_CAPACITY as u64;
+    for len in [max + 1, 1 << 62, u64::MAX - 1, u64::MAX] {
+        forge(len);
+        let err = Producer::<()>::open_at(&shm, 0).unwrap_err();
+        assert!(matches!(err, Error::Corrupted { .. }), "{len}: {err}");
+        let err = Consumer::<()>::open_at(&shm, 0).unwrap_err();
+        assert!(matches!(err, Error::Corrupted { .. }), "{len}: {err}");
+    }
+    forge(max);
+    // The tail after the header, the head two lines later (ObjectKind::Spsc).
+    const TAIL: usize = 64;
+    const HEAD: usize = 192;
+    for (tail, head) in [
+        (max - 1, 0),
+        (u64::MAX - 1, u64::MAX - 3),
+        (u64::MAX, u64::MAX - max + 2),
+        (2 * max - 2, max - 9),
+    ] {
+        peer.write_u64(TAIL, tail);
+        peer.write_u64(HEAD, head);
+        let mut tx = Producer::<()>::open_at(&shm, 0).unwrap();
+        let mut rx = Consumer::<()>::open_at(&shm, 0).unwrap();
+        assert_eq!(tx.capacity(), spsc::MAX_CAPACITY);
+        for _ in 0..3 {
+            let _ = tx.try_push(());
+            assert!(tx.push_slice(&[(); 10]) <= 10);
+            let _ = rx.try_pop();
+            assert!(rx.pop_into(&mut [(); 7]) <= 7);
+            assert!(tx.len() <= spsc::MAX_CAPACITY && rx.len() <= spsc::MAX_CAPACITY);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The MPMC `Queue` across real processes: forked producers and consumers,
 //! a re-executed, unrelated consumer; plus bad capacities, full and empty,
-//! close and timeouts.
+//! close and timeouts, and peers that scribble over the ring's shared
+//! positions and stamps.
 #![cfg(not(loom))]
 
 mod common;
@@ -8,9 +9,10 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use common::fork;
+use common::{ShmName, fork};
 use multiproc::{
-    AtomicValue, Closed, Descriptor, Error, Queue, RawArray, TryGetError, TryPutError, Value,
+    AtomicValue, Closed, Descriptor, Error, Queue, RawArray, SharedMemory, TryGetError,
+    TryPutError, Value,
 };
 
 /// Item `seq` of producer `p`: the producer in the top 8 bits, the
@@ -372,4 +374,222 @@ fn role_mpmc_consumer() {
         }
     }
     println!("sum={sum} n={n}");
+}
+
+/// Offsets within a `Queue<u64>` object (header at 0): see `ObjectKind::Mpmc`
+/// and the `MpmcState` table in `src/queue/raw/mpmc.rs`.
+mod mpmc_layout {
+    /// The tail position, with the closed mark.
+    pub const TAIL: usize = 64;
+    /// The `readable` and `writable` eventcounts (`seq | waiters << 32`).
+    pub const EVENTS: [usize; 2] = [128, 136];
+    /// The head position.
+    pub const HEAD: usize = 192;
+    /// Slot `i`: its stamp at `SLOTS + 16 * i`, its value 8 bytes later.
+    pub const SLOTS: usize = 320;
+}
+
+/// Peers scribbling over the ring's shared words (tail, head, eventcounts,
+/// stamps) make this process's puts and gets fail or return wrong data,
+/// never touch memory outside the queue, hang or panic.
+///
+/// The segment holds a canary `RawArray` right before the queue and another
+/// right after it; the rest of the segment is a canary pattern too. With a
+/// capacity of 8 the position encoding has room for slot indices up to 15,
+/// and slots 8..15 would lie exactly over the second canary (its header,
+/// then its data). Its data words are traps: stamps that, with a head or
+/// tail a scribbler sets to match, look like an item to take or a free slot
+/// to fill at index 12..15. A ring that used a slot index from shared memory
+/// without checking it against the capacity would read a value nobody put
+/// (caught by the gets' checks) and write a stamp or a value into the
+/// canary (caught at the end).
+///
+/// One forked process scribbles at random all along; the forked process
+/// that operates on the queue also scribbles, between its operations,
+/// through its own mapping, with chosen values (positions past the
+/// capacity, with the closed mark, near wrap-around, and the traps). Every
+/// call it makes is a `try_*`, a batch, or a 1 ms timeout.
+#[test]
+fn scribbled_positions_and_stamps_never_go_out_of_bounds() {
+    use mpmc_layout::{EVENTS, HEAD, SLOTS, TAIL};
+    const CAP: usize = 8;
+    /// The encoding's slot index mask is 15 for capacity 8; one lap is 32.
+    const MARK: u64 = 16;
+    const ONE_LAP: u64 = 32;
+    const VAL: u64 = 0x5151_5151_5151_5151;
+    const CANARY: u64 = 0xC0FF_EE00_DEAD_BEEF;
+    const SIZE: usize = 4096;
+
+    let name = ShmName::new("mpmc-scribble");
+    let shm = SharedMemory::create(&name.0, SIZE).unwrap();
+    // [canary before: 0..128][queue: 128..576][canary after: 576..704][pattern]
+    let before = RawArray::<u64>::create_at(&shm, 0, 8).unwrap();
+    let q_off = 128;
+    let q = Queue::<u64>::create_at(&shm, q_off, CAP).unwrap();
+    assert_eq!(Queue::<u64>::shared_size(CAP), 448);
+    let after_off = q_off + 448;
+    let after = RawArray::<u64>::create_at(&shm, after_off, 8).unwrap();
+    // Slot k >= CAP would be at q_off + SLOTS + 16 k: slots 12..15 are the
+    // data of `after` (stamp at element 2 (k - 12), value after it).
+    assert_eq!(q_off + SLOTS + 16 * 12, after_off + 64);
+    let lap = |n: u64| n * ONE_LAP;
+    let trap: [u64; 8] = [
+        lap(0x1234) + 13, // slot 12 stamp: "item at head lap(0x1234) + 12"
+        CANARY,           // slot 12 value
+        lap(0x777) + 13,  // slot 13 stamp: "free for tail lap(0x777) + 13"
+        CANARY,           // slot 13 value
+        lap(3) + 15,      // slot 14 stamp: "item at head lap(3) + 14"
+        CANARY,
+        lap(0xABCD) + 15, // slot 15 stamp: "free for tail lap(0xABCD) + 15"
+        CANARY,
+    ];
+    let before_words: Vec<u64> = (0..8).map(|i| CANARY ^ i).collect();
+    before.copy_from_slice(&before_words).unwrap();
+    after.copy_from_slice(&trap).unwrap();
+    let peer = common::Peer::open(&shm);
+    let pattern_from = after_off + 128;
+    for off in (pattern_from..SIZE).step_by(8) {
+        peer.write_u64(off, CANARY);
+    }
+    let headers = [peer.header(0), peer.header(after_off)];
+
+    // The words a scribbler may write: everything shared but the values.
+    let mut words = vec![
+        q_off + TAIL,
+        q_off + HEAD,
+        q_off + EVENTS[0],
+        q_off + EVENTS[1],
+    ];
+    words.extend((0..CAP).map(|i| q_off + SLOTS + 16 * i));
+    let interesting: Vec<u64> = vec![
+        0,
+        1,
+        CAP as u64 - 1,
+        CAP as u64,
+        CAP as u64 + 1,
+        MARK - 1,
+        MARK,
+        MARK | 3,
+        ONE_LAP,
+        ONE_LAP + CAP as u64 - 1,
+        ONE_LAP + MARK - 1,
+        u64::MAX,
+        u64::MAX - ONE_LAP + 1,
+        1 << 63,
+        (1 << 63) | 15,
+        // The traps: heads one below the item stamps, tails equal to the
+        // free stamps.
+        trap[0] - 1,
+        trap[2],
+        trap[4] - 1,
+        trap[6],
+    ];
+    let xorshift = |state: &mut u64| {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    };
+    let pick = |r: u64| {
+        if r.is_multiple_of(3) {
+            interesting[(r / 3) as usize % interesting.len()]
+        } else {
+            r
+        }
+    };
+
+    let stop = AtomicValue::new(0u32).unwrap();
+    // A peer process scribbling until told to stop (or for the deadline).
+    let scribbler = fork(|| {
+        let end = Instant::now() + common::DEADLINE;
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        while stop.load(SeqCst) == 0 && Instant::now() < end {
+            let r = xorshift(&mut rng);
+            let word = words[(r >> 40) as usize % words.len()];
+            peer.write_u64(word, pick(xorshift(&mut rng)));
+        }
+        0
+    });
+    // This side: operations, with its own chosen scribbles in between.
+    let operator = fork(|| {
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        let mut buf = [0u64; 2 * CAP];
+        let ours = |v: u64| v == VAL || v == 0; // put by us, or never written
+        for round in 0..20_000u32 {
+            let r = xorshift(&mut rng);
+            match round % 6 {
+                0 => peer.write_u64(q_off + TAIL, pick(r)),
+                1 => peer.write_u64(q_off + HEAD, pick(r)),
+                2 => {
+                    peer.write_u64(q_off + TAIL, pick(r));
+                    peer.write_u64(q_off + HEAD, pick(xorshift(&mut rng)));
+                }
+                3 => peer.write_u64(words[4 + r as usize % CAP], pick(xorshift(&mut rng))),
+                4 => peer.write_u64(q_off + EVENTS[r as usize % 2], pick(xorshift(&mut rng))),
+                _ => {
+                    // Spring a trap: a position that points past the
+                    // capacity, at a stamp that matches it.
+                    let t = (r % 4) as usize;
+                    if t.is_multiple_of(2) {
+                        peer.write_u64(q_off + HEAD, trap[2 * t] - 1);
+                    } else {
+                        peer.write_u64(q_off + TAIL, trap[2 * t]);
+                    }
+                }
+            }
+            assert!(q.len() <= CAP);
+            if let Ok(v) = q.try_get() {
+                assert!(ours(v), "got {v:#x}, which nobody put");
+            }
+            let n = q.get_into(&mut buf);
+            assert!(n <= CAP, "get_into took {n}");
+            assert!(buf[..n].iter().all(|&v| ours(v)), "got {:#x?}", &buf[..n]);
+            let _ = q.try_put(VAL);
+            assert!(q.put_slice(&[VAL; 2 * CAP]) <= CAP);
+            let _ = (q.is_empty(), q.is_full(), q.is_closed());
+            if round % 500 == 0 {
+                if let Ok(v) = q.get_timeout(Duration::from_millis(1)) {
+                    assert!(ours(v), "got {v:#x}, which nobody put");
+                }
+                let _ = q.put_timeout(VAL, Duration::from_millis(1));
+            }
+            if round % 777 == 0 {
+                q.close(); // a later tail scribble reopens it
+            }
+        }
+        0
+    });
+    let code = operator.join();
+    stop.store(1, SeqCst);
+    assert_eq!(scribbler.join(), 0);
+    assert_eq!(
+        code, 0,
+        "the operating process failed (see its panic above)"
+    );
+
+    // Nothing outside the queue was written: the canary objects, their
+    // headers, and the rest of the segment.
+    assert_eq!(before.to_vec(), before_words, "the canary before the queue");
+    assert_eq!(after.to_vec(), trap, "the canary after the queue");
+    assert_eq!([peer.header(0), peer.header(after_off)], headers);
+    for off in (pattern_from..SIZE).step_by(8) {
+        assert_eq!(peer.read_u64(off), CANARY, "byte {off} past the canaries");
+    }
+    // Sane words make a working ring again.
+    peer.write_u64(q_off + TAIL, 0);
+    peer.write_u64(q_off + HEAD, 0);
+    for e in EVENTS {
+        peer.write_u64(q_off + e, 0);
+    }
+    for i in 0..CAP {
+        peer.write_u64(q_off + SLOTS + 16 * i, i as u64);
+    }
+    assert!(q.is_empty() && !q.is_closed());
+    q.put_timeout(3, common::DEADLINE).unwrap();
+    assert_eq!(q.put_slice(&[4, 5]), 2);
+    assert_eq!(q.get_timeout(common::DEADLINE), Ok(3));
+    let mut two = [0; 2];
+    assert_eq!(q.get_into(&mut two), 2);
+    assert_eq!(two, [4, 5]);
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
 }

@@ -128,6 +128,11 @@ impl<T: Pod> Elems<T> {
     }
 
     fn fill(&self, value: T) {
+        // Zero-sized elements hold nothing to write (and a forged header
+        // may give them any length).
+        if size_of::<T>() == 0 {
+            return;
+        }
         for i in 0..self.len() {
             // SAFETY: i < len.
             unsafe { self.ptr().add(i).write(value) };

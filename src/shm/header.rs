@@ -112,6 +112,23 @@ impl ObjectKind {
         })
     }
 
+    /// The most elements an object of this kind may have. The rings' index
+    /// arithmetic relies on capacities of at most their `MAX_CAPACITY`,
+    /// which placing them checks; attaching must too, since a header for
+    /// zero-sized elements can claim any length without its size
+    /// overflowing.
+    fn max_len(self) -> u64 {
+        match self {
+            ObjectKind::Spsc => crate::queue::spsc::MAX_CAPACITY as u64,
+            ObjectKind::Mpmc => crate::queue::mpmc::Queue::<u8>::MAX_CAPACITY as u64,
+            ObjectKind::Messages | ObjectKind::Joinable => {
+                crate::queue::message::MAX_MESSAGES as u64
+            }
+            ObjectKind::Pipe => 2 * crate::queue::message::MAX_MESSAGES as u64,
+            _ => u64::MAX,
+        }
+    }
+
     /// Where element 0 starts, relative to the header, for elements of
     /// alignment `align`.
     fn data_offset(self, align: usize) -> usize {
@@ -307,6 +324,9 @@ impl ObjectLayout {
     fn from_parts(kind: ObjectKind, fp: Fingerprint, len: u64) -> Result<Self, &'static str> {
         if len == 0 {
             return Err("length must be at least 1");
+        }
+        if len > kind.max_len() {
+            return Err("length above the largest its kind allows");
         }
         let align = fp.align as usize;
         if !align.is_power_of_two() {

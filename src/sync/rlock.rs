@@ -121,14 +121,11 @@ impl RLock {
     /// Records the first level for the new owner (this thread), just after
     /// acquiring the word, and makes a guard.
     fn enter(&self, how: Locked) -> LockResult<RLockGuard<'_>> {
-        let count = self.count_word();
-        if how == Locked::OwnerDied {
-            // The dead owner's count means nothing now.
-            count.store(0, Ordering::Relaxed);
-        }
-        // Only the owner writes the count; Relaxed suffices (the lock word's
-        // Acquire/Release order it between owners).
-        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // This thread held no level: the count is 1 now, whatever was left
+        // in it (0 after a clean unlock; a dead owner's levels, or a peer's
+        // garbage, otherwise). Only the owner writes the count; Relaxed
+        // suffices (the lock word's Acquire/Release order it between owners).
+        self.count_word().store(1, Ordering::Relaxed);
         word::result(how, self.guard())
     }
 
