@@ -71,9 +71,10 @@ pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
 /// `with v.get_lock(): v.value += 1`.
 ///
 /// The lock sleeps on a shared futex and makes no system call when nobody
-/// waits. In this release it does not survive the death of a process that
-/// holds it; for plain counters prefer [`AtomicValue`](crate::AtomicValue),
-/// which has no lock at all.
+/// waits. It is the robust lock of [`Mutex`](crate::Mutex): if a process
+/// dies holding it, the next [`lock`](Self::lock) gets the guard inside
+/// [`OwnerDied`]. For plain counters prefer
+/// [`AtomicValue`](crate::AtomicValue), which has no lock at all.
 ///
 /// # Examples
 ///
