@@ -130,7 +130,8 @@ targets! {
     QueueUnit: Queue<()> => Queue::create_at(shm, off, len);
     MessagesBytes: MessageQueue<Vec<u8>> => MessageQueue::create_at(shm, off, len, MSG_MAX);
     JoinableU16: JoinableQueue<u16> => JoinableQueue::create_at(shm, off, len, MSG_MAX);
-    PipeBytes: PipeEnd => PipeEnd::create_at(shm, off, len);
+    PipeBytes0: PipeEnd<0> => PipeEnd::create_at(shm, off, len);
+    PipeBytes1: PipeEnd<1> => PipeEnd::create_at(shm, off, len);
 }
 
 /// The maximum message size the message kinds are created with (slots of
@@ -141,16 +142,16 @@ const MSG_MAX: usize = 48;
 /// lines of words after the header line.
 const PIPE_DATA: usize = 9 * 64;
 
-/// A pipe end in the fuzzing segment.
-struct PipeEnd(Connection<Vec<u8>>);
+/// A pipe end in the fuzzing segment, opened as end `END`.
+struct PipeEnd<const END: u32>(Connection<Vec<u8>>);
 
-impl PipeEnd {
+impl<const END: u32> PipeEnd<END> {
     /// Places a pipe of `len` slots each way at `off` as `Pipe::create`
     /// would (it places pipes only in the arena): the header (that of a
     /// `MessageQueue<Vec<u8>>` of the same slots, with the pipe's kind,
     /// length and data offset), zeroed words and the two rings' initial
-    /// stamps; then opens end 0.
-    fn create_at(shm: &SharedMemory, off: usize, len: usize) -> multiproc::Result<PipeEnd> {
+    /// stamps; then opens end `END`.
+    fn create_at(shm: &SharedMemory, off: usize, len: usize) -> multiproc::Result<Self> {
         drop(MessageQueue::<Vec<u8>>::create_at(shm, off, 1, MSG_MAX)?);
         let mut h = [0; 64];
         shm.read_at(off, &mut h)?;
@@ -181,9 +182,9 @@ impl PipeEnd {
         PipeEnd::open_at(shm, off)
     }
 
-    /// Attaches end 0 of the pipe whose header is at `off`, through a
+    /// Attaches end `END` of the pipe whose header is at `off`, through a
     /// descriptor with the header's fingerprint and length.
-    fn open_at(shm: &SharedMemory, off: usize) -> multiproc::Result<PipeEnd> {
+    fn open_at(shm: &SharedMemory, off: usize) -> multiproc::Result<Self> {
         let mut h = [0; 64];
         shm.read_at(off, &mut h)?;
         let raw = RawDescriptor {
@@ -196,14 +197,29 @@ impl PipeEnd {
                 type_hash: get_u64(&h, 24),
             },
             len: get_u64(&h, 32),
-            part: 0,
+            part: END,
         };
         let bytes = postcard::to_allocvec(&raw).expect("encode a descriptor");
         PipeEnd::attach(&Descriptor::from_bytes(&bytes).expect("decode our own descriptor"))
     }
 
-    fn attach(d: &Descriptor) -> multiproc::Result<PipeEnd> {
+    fn attach(d: &Descriptor) -> multiproc::Result<Self> {
         Connection::attach(d).map(PipeEnd)
+    }
+
+    /// The other end, attached from a descriptor of the same object.
+    fn other(&self) -> multiproc::Result<Connection<Vec<u8>>> {
+        let d = self.0.descriptor();
+        let raw = RawDescriptor {
+            segment: d.segment().clone(),
+            offset: d.offset(),
+            kind: d.kind(),
+            fingerprint: d.fingerprint(),
+            len: d.len(),
+            part: 1 - d.part(),
+        };
+        let bytes = postcard::to_allocvec(&raw).expect("encode a descriptor");
+        Connection::attach(&Descriptor::from_bytes(&bytes).expect("decode our own descriptor"))
     }
 
     fn descriptor(&self) -> Descriptor {
@@ -488,12 +504,13 @@ enum Step {
         words: Words,
         ops: Option<Vec<Op>>,
     },
-    /// A real object of `len` elements, dropped at once; then `payload`
-    /// over the bytes after its header.
+    /// A real object of `len` elements, given `fill` items if it is a
+    /// queue, dropped; then `payload` over the bytes after its header.
     Create {
         line: u8,
         target: Target,
         len: u8,
+        fill: Fill,
         payload: Vec<u8>,
         words: Words,
     },
@@ -519,6 +536,7 @@ enum Step {
         line: u8,
         target: Target,
         len: u8,
+        fill: Fill,
         payload: Vec<u8>,
         words: Words,
         ops: Vec<Op>,
@@ -526,6 +544,11 @@ enum Step {
     /// Drops the live handles.
     DropAll,
 }
+
+/// Items put into a fresh queue before it is scribbled over: a count
+/// (`% 17`) and a seed for the messages.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct Fill(u8, u32);
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -701,22 +724,51 @@ fn run_ops(obj: &mut Obj, ops: &[Op], env: &Env) {
                 }
                 assert!(q.len() <= cap);
             }
-            Obj::PipeBytes(PipeEnd(p)) => {
-                let msg = u8s(a);
-                match c % 10 {
-                    0 => drop(p.try_send(msg)),
-                    1 => drop(p.send_timeout(msg, t)),
-                    2 => drop(p.send_bytes_timeout(&msg, t)),
-                    3 => drop(p.try_recv()),
-                    4 => drop(p.recv_timeout(t)),
-                    5 => drop(p.recv_bytes_timeout(t)),
-                    6 => drop(p.poll(t)),
-                    7 => p.close(),
-                    8 => assert!(p.end() == 0 || p.end() == 1),
-                    _ => drop((p.is_closed(), p.capacity(), p.max_message_size())),
-                }
-            }
+            Obj::PipeBytes0(PipeEnd(p)) => pipe_ops(p, c, t, a),
+            Obj::PipeBytes1(PipeEnd(p)) => pipe_ops(p, c, t, a),
         }
+    }
+}
+
+fn pipe_ops(p: &Connection<Vec<u8>>, c: usize, t: Duration, a: u32) {
+    let msg = u8s(a);
+    match c % 10 {
+        0 => drop(p.try_send(msg)),
+        1 => drop(p.send_timeout(msg, t)),
+        2 => drop(p.send_bytes_timeout(&msg, t)),
+        3 => drop(p.try_recv()),
+        4 => drop(p.recv_timeout(t)),
+        5 => drop(p.recv_bytes_timeout(t)),
+        6 => drop(p.poll(t)),
+        7 => p.close(),
+        8 => assert!(p.end() == 0 || p.end() == 1),
+        _ => drop((p.is_closed(), p.capacity(), p.max_message_size())),
+    }
+}
+
+impl Obj {
+    /// Puts up to `n` items (messages of `a`'s choosing) into a fresh queue
+    /// or message object, so scribbles land on slots in use; a pipe gets
+    /// them from both ends. Other types are left as they are.
+    fn fill(&mut self, n: usize, a: u32) {
+        let msgs = (0..n as u32).map(|i| u8s(a.rotate_left(i * 7)));
+        match self {
+            Obj::QueueU64(q) => drop(q.put_slice(&(0..n as u64).collect::<Vec<_>>())),
+            Obj::QueueUnit(q) => drop(q.put_slice(&vec![(); n])),
+            Obj::MessagesBytes(q) => msgs.for_each(|m| drop(q.try_put(m))),
+            Obj::JoinableU16(q) => (0..n as u32).for_each(|i| drop(q.try_put((a ^ i) as u16))),
+            Obj::PipeBytes0(p) => pipe_fill(p, msgs),
+            Obj::PipeBytes1(p) => pipe_fill(p, msgs),
+            _ => {}
+        }
+    }
+}
+
+fn pipe_fill<const END: u32>(p: &PipeEnd<END>, msgs: impl Iterator<Item = Vec<u8>>) {
+    let other = p.other().expect("attach the other end of our own pipe");
+    for (i, m) in msgs.enumerate() {
+        let end = if i % 2 == 0 { &p.0 } else { &other };
+        let _ = end.try_send(m);
     }
 }
 
@@ -939,20 +991,22 @@ fn run(input: Input, env: &Env) {
                 line,
                 target,
                 len,
+                fill,
                 payload,
                 words,
             } => {
-                create_and_scribble(shm, line, target, len, &payload, &words);
+                create_and_scribble(shm, line, target, len, fill, &payload, &words);
             }
             Step::Scribble {
                 line,
                 target,
                 len,
+                fill,
                 payload,
                 words,
                 ops,
             } => {
-                if create_and_scribble(shm, line, target, len, &payload, &words)
+                if create_and_scribble(shm, line, target, len, fill, &payload, &words)
                     && let Ok(mut obj) = target.open(shm, usize::from(line) * 64)
                 {
                     run_ops(&mut obj, &ops, env);
@@ -998,21 +1052,24 @@ fn run(input: Input, env: &Env) {
     }
 }
 
-/// Places a real `target` at `line`, drops it, and writes `payload`, then
-/// `words`, over the bytes after its header; whether it was placed.
+/// Places a real `target` at `line`, fills it, drops it, and writes
+/// `payload`, then `words`, over the bytes after its header; whether it
+/// was placed.
 fn create_and_scribble(
     shm: &SharedMemory,
     line: u8,
     target: Target,
     len: u8,
+    Fill(n, seed): Fill,
     payload: &[u8],
     words: &Words,
 ) -> bool {
     let off = usize::from(line) * 64;
     let len = usize::from(len % 16) + 1;
-    let Ok(obj) = target.create(shm, off, len) else {
+    let Ok(mut obj) = target.create(shm, off, len) else {
         return false;
     };
+    obj.fill(usize::from(n % 17), seed);
     drop(obj);
     write_clipped(shm, off + 64, payload);
     write_words(shm, off, len as u64, words);
