@@ -35,8 +35,8 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use multiproc::spsc::{self, Consumer, Producer, TryPopError, TryPushError};
 use multiproc::{
-    Closed, Connection, Descriptor, JoinableQueue, MessageQueue, Pipe, Queue, RecvError,
-    SendError, TaskDoneError, TryGetError, TryPutError,
+    Closed, Connection, Descriptor, JoinableQueue, MessageQueue, Pipe, Queue, RecvError, SendError,
+    TaskDoneError, TryGetError, TryPutError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -506,13 +506,14 @@ impl MsgModel {
 
     /// The next message decoded as a `V`, as a typed receive reports it.
     fn recv_typed<V: DeserializeOwned>(&mut self, closed: bool) -> Result<V, RecvError> {
-        self.recv(closed).and_then(|b| match postcard::take_from_bytes::<V>(&b) {
-            Ok((v, [])) => Ok(v),
-            _ => Err(RecvError::Decode {
-                len: b.len(),
-                reason: String::new(),
-            }),
-        })
+        self.recv(closed)
+            .and_then(|b| match postcard::take_from_bytes::<V>(&b) {
+                Ok((v, [])) => Ok(v),
+                _ => Err(RecvError::Decode {
+                    len: b.len(),
+                    reason: String::new(),
+                }),
+            })
     }
 }
 
@@ -863,8 +864,10 @@ fuzz_target!(|input: Input| {
                 .expect("capacities 1..=16 and sizes 1..=200 are valid");
             run_messages(q, cap, rounded_max(asked), ops);
         }
-        Input::Pipe { capacity, max, ops } => {
-            run_pipe(usize::from(capacity % 16) + 1, usize::from(max % 200) + 1, ops)
-        }
+        Input::Pipe { capacity, max, ops } => run_pipe(
+            usize::from(capacity % 16) + 1,
+            usize::from(max % 200) + 1,
+            ops,
+        ),
     }
 });
