@@ -432,8 +432,9 @@ enum Tweak {
     DataOffset(u32),
     Reserved(u32),
     Checksum(u64),
-    /// Element size `64 * (1 + n % 8)`, with the total size to match: a
-    /// message object of another slot size.
+    /// Element size `16 * n`, with the total size to match: a message
+    /// object of another slot size (or one the attacher must refuse: zero,
+    /// not a multiple of 64).
     SlotSize(u8),
 }
 
@@ -966,7 +967,7 @@ fn run(input: Input, env: &Env) {
                     Tweak::Reserved(v) => put_u32(&mut h, 52, v),
                     Tweak::Checksum(v) => put_u64(&mut h, 56, v),
                     Tweak::SlotSize(n) => {
-                        let slot = 64 * (1 + u64::from(n % 8));
+                        let slot = 16 * u64::from(n);
                         let data_offset = u64::from(get_u32(&h, 48));
                         put_u32(&mut h, 16, slot as u32);
                         put_u64(&mut h, 40, data_offset.wrapping_add(len.wrapping_mul(slot)));
