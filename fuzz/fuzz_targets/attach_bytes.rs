@@ -12,6 +12,15 @@
 //! crash, panic or hang (every wait is a `try_*` or a timeout of a few
 //! microseconds). The raw input is also decoded as descriptor bytes and
 //! attached as every type.
+//!
+//! The message kinds are among them: `MessageQueue<Vec<u8>>`,
+//! `JoinableQueue<u16>` and a `Pipe` end of `Connection<Vec<u8>>`. Pipes are
+//! only made in the arena, so this target places one in its segment by
+//! writing what `Pipe::create` writes (header, zeroed ring words, slot
+//! stamps) and reaches it through a descriptor naming that offset (part 0,
+//! or the part of the `Attach` step's choosing). Forged message headers may
+//! have any slot size (a multiple of 64 passes the fingerprint check), and
+//! payload words reach the first slots' stamps and length words.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -22,9 +31,9 @@ use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use multiproc::spsc::{Consumer, Producer};
 use multiproc::{
-    Array, AtomicValue, Barrier, BoundedSemaphore, Condition, Descriptor, Event, Fingerprint, Lock,
-    Mutex, ObjectKind, Queue, RLock, RawArray, RawValue, SegmentRef, Semaphore, SharedMemory,
-    TryLockError, TryLockResult, Value,
+    Array, AtomicValue, Barrier, BoundedSemaphore, Condition, Connection, Descriptor, Event,
+    Fingerprint, JoinableQueue, Lock, MessageQueue, Mutex, ObjectKind, Queue, RLock, RawArray,
+    RawValue, SegmentRef, Semaphore, SharedMemory, TryLockError, TryLockResult, Value,
 };
 use serde::Serialize;
 
@@ -119,6 +128,103 @@ targets! {
     ConsumerUnit: Consumer<()> => multiproc::spsc::channel_at::<()>(shm, off, len).map(|(_, c)| c);
     QueueU64: Queue<u64> => Queue::create_at(shm, off, len);
     QueueUnit: Queue<()> => Queue::create_at(shm, off, len);
+    MessagesBytes: MessageQueue<Vec<u8>> => MessageQueue::create_at(shm, off, len, MSG_MAX);
+    JoinableU16: JoinableQueue<u16> => JoinableQueue::create_at(shm, off, len, MSG_MAX);
+    PipeBytes0: PipeEnd<0> => PipeEnd::create_at(shm, off, len);
+    PipeBytes1: PipeEnd<1> => PipeEnd::create_at(shm, off, len);
+}
+
+/// The maximum message size the message kinds are created with (slots of
+/// 64 bytes).
+const MSG_MAX: usize = 48;
+
+/// Where a pipe's slots start, relative to its header: two rings' four
+/// lines of words after the header line.
+const PIPE_DATA: usize = 9 * 64;
+
+/// A pipe end in the fuzzing segment, opened as end `END`.
+struct PipeEnd<const END: u32>(Connection<Vec<u8>>);
+
+impl<const END: u32> PipeEnd<END> {
+    /// Places a pipe of `len` slots each way at `off` as `Pipe::create`
+    /// would (it places pipes only in the arena): the header (that of a
+    /// `MessageQueue<Vec<u8>>` of the same slots, with the pipe's kind,
+    /// length and data offset), zeroed words and the two rings' initial
+    /// stamps; then opens end `END`.
+    fn create_at(shm: &SharedMemory, off: usize, len: usize) -> multiproc::Result<Self> {
+        drop(MessageQueue::<Vec<u8>>::create_at(shm, off, 1, MSG_MAX)?);
+        let mut h = [0; 64];
+        shm.read_at(off, &mut h)?;
+        let slot = get_u32(&h, 16) as usize;
+        let total = PIPE_DATA + 2 * len * slot;
+        if off + total > SEG {
+            return Err(multiproc::Error::OutOfBounds {
+                offset: off as u64,
+                end: (off + total) as u64,
+                segment_size: SEG as u64,
+                align: 64,
+            });
+        }
+        put_u32(&mut h, 12, ObjectKind::Pipe as u32);
+        put_u64(&mut h, 32, 2 * len as u64);
+        put_u64(&mut h, 40, total as u64);
+        put_u32(&mut h, 48, PIPE_DATA as u32);
+        let sum = checksum(&h);
+        put_u64(&mut h, 56, sum);
+        shm.write_at(off + 64, &vec![0; total - 64])?;
+        for ring in 0..2 {
+            for i in 0..len {
+                let at = off + PIPE_DATA + (ring * len + i) * slot;
+                shm.write_at(at, &(i as u64).to_le_bytes())?;
+            }
+        }
+        shm.write_at(off, &h)?;
+        PipeEnd::open_at(shm, off)
+    }
+
+    /// Attaches end `END` of the pipe whose header is at `off`, through a
+    /// descriptor with the header's fingerprint and length.
+    fn open_at(shm: &SharedMemory, off: usize) -> multiproc::Result<Self> {
+        let mut h = [0; 64];
+        shm.read_at(off, &mut h)?;
+        let raw = RawDescriptor {
+            segment: shm.segment_ref(),
+            offset: off as u64,
+            kind: ObjectKind::Pipe,
+            fingerprint: Fingerprint {
+                size: get_u32(&h, 16),
+                align: get_u32(&h, 20),
+                type_hash: get_u64(&h, 24),
+            },
+            len: get_u64(&h, 32),
+            part: END,
+        };
+        let bytes = postcard::to_allocvec(&raw).expect("encode a descriptor");
+        PipeEnd::attach(&Descriptor::from_bytes(&bytes).expect("decode our own descriptor"))
+    }
+
+    fn attach(d: &Descriptor) -> multiproc::Result<Self> {
+        Connection::attach(d).map(PipeEnd)
+    }
+
+    /// The other end, attached from a descriptor of the same object.
+    fn other(&self) -> multiproc::Result<Connection<Vec<u8>>> {
+        let d = self.0.descriptor();
+        let raw = RawDescriptor {
+            segment: d.segment().clone(),
+            offset: d.offset(),
+            kind: d.kind(),
+            fingerprint: d.fingerprint(),
+            len: d.len(),
+            part: 1 - d.part(),
+        };
+        let bytes = postcard::to_allocvec(&raw).expect("encode a descriptor");
+        Connection::attach(&Descriptor::from_bytes(&bytes).expect("decode our own descriptor"))
+    }
+
+    fn descriptor(&self) -> Descriptor {
+        self.0.descriptor()
+    }
 }
 
 /// The header a real creator writes for a target, and what its descriptor
@@ -146,6 +252,7 @@ struct RawDescriptor {
     kind: ObjectKind,
     fingerprint: Fingerprint,
     len: u64,
+    part: u32,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -235,13 +342,14 @@ impl Env {
             };
             // Self-checks: our forgery of a real header is byte-exact, at
             // another length too; our descriptor encoding is postcard's.
-            assert_eq!(header_for(&tpl, 1), header, "{t:?}");
+            assert_eq!(header_for(&tpl, d.len()), header, "{t:?}");
             let raw = RawDescriptor {
                 segment: shm.segment_ref(),
                 offset: 0,
                 kind: d.kind(),
                 fingerprint: d.fingerprint(),
                 len: d.len(),
+                part: d.part(),
             };
             assert_eq!(postcard::to_allocvec(&raw).unwrap(), d.to_bytes(), "{t:?}");
             zero(&shm);
@@ -324,6 +432,10 @@ enum Tweak {
     DataOffset(u32),
     Reserved(u32),
     Checksum(u64),
+    /// Element size `16 * n`, with the total size to match: a message
+    /// object of another slot size (or one the attacher must refuse: zero,
+    /// not a multiple of 64).
+    SlotSize(u8),
 }
 
 /// A 64-bit word for a payload (a lock word, a ring position or stamp),
@@ -364,13 +476,14 @@ impl Word {
     }
 }
 
-/// Words at `8 * (n % 48)` bytes after a header: the state lines and the
-/// first slots of a ring, or a lock word and its value.
+/// Words at `8 * (n % 128)` bytes after a header: the state lines and the
+/// first slots of a ring (stamps, and a message slot's length word at its
+/// byte 8), or a lock word and its value.
 type Words = Vec<(u8, Word)>;
 
 fn write_words(shm: &SharedMemory, header_at: usize, len: u64, words: &Words) {
     for &(n, w) in words {
-        let at = header_at + 64 + 8 * (usize::from(n) % 48);
+        let at = header_at + 64 + 8 * (usize::from(n) % 128);
         write_clipped(shm, at, &w.get(len).to_le_bytes());
     }
 }
@@ -392,12 +505,13 @@ enum Step {
         words: Words,
         ops: Option<Vec<Op>>,
     },
-    /// A real object of `len` elements, dropped at once; then `payload`
-    /// over the bytes after its header.
+    /// A real object of `len` elements, given `fill` items if it is a
+    /// queue, dropped; then `payload` over the bytes after its header.
     Create {
         line: u8,
         target: Target,
         len: u8,
+        fill: Fill,
         payload: Vec<u8>,
         words: Words,
     },
@@ -408,13 +522,14 @@ enum Step {
         ops: Vec<Op>,
     },
     /// Attaches `target` from a descriptor naming this segment, with the
-    /// kind and fingerprint of `like` and length `len` (by default the one
-    /// in the header there); runs `ops`.
+    /// kind and fingerprint of `like`, length `len` (by default the one
+    /// in the header there) and part 0 or 1 (a pipe's two ends); runs `ops`.
     Attach {
         at: Offset,
         target: Target,
         like: Target,
         len: Option<Len>,
+        part: bool,
         ops: Vec<Op>,
     },
     /// `Create`, then `Open` of the same target there.
@@ -422,6 +537,7 @@ enum Step {
         line: u8,
         target: Target,
         len: u8,
+        fill: Fill,
         payload: Vec<u8>,
         words: Words,
         ops: Vec<Op>,
@@ -430,9 +546,19 @@ enum Step {
     DropAll,
 }
 
+/// Items put into a fresh queue before it is scribbled over: a count
+/// (`% 17`) and a seed for the messages.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+struct Fill(u8, u32);
+
 #[derive(Arbitrary, Debug)]
 struct Input {
     steps: Vec<Step>,
+}
+
+/// A message of `a % 70` bytes (some too large for 64-byte slots).
+fn u8s(a: u32) -> Vec<u8> {
+    (0..small(a)).map(|i| i as u8 ^ a as u8).collect()
 }
 
 fn u16s(n: usize, a: u32) -> Vec<u16> {
@@ -569,7 +695,81 @@ fn run_ops(obj: &mut Obj, ops: &[Op], env: &Env) {
             Obj::ConsumerUnit(q) => consumer_ops(q, c, t, a),
             Obj::QueueU64(q) => queue_ops(q, c, t, a, |n| (0..n as u64).collect()),
             Obj::QueueUnit(q) => queue_ops(q, c, t, a, |n| vec![(); n]),
+            Obj::MessagesBytes(q) => {
+                let cap = q.capacity();
+                let msg = u8s(a);
+                match c % 7 {
+                    0 => drop(q.try_put(msg)),
+                    1 => drop(q.put_timeout(msg, t)),
+                    2 => drop(q.try_get()),
+                    3 => drop(q.get_timeout(t)),
+                    4 => q.close(),
+                    // Room for a message of `max_message_size` bytes at most.
+                    5 => assert!(q.max_message_size() % 64 == 48),
+                    _ => drop((q.is_empty(), q.is_full(), q.is_closed())),
+                }
+                assert!(q.len() <= cap);
+            }
+            Obj::JoinableU16(q) => {
+                let cap = q.capacity();
+                match c % 9 {
+                    0 => drop(q.try_put(a as u16)),
+                    1 => drop(q.put_timeout(a as u16, t)),
+                    2 => drop(q.try_get()),
+                    3 => drop(q.get_timeout(t)),
+                    4 => q.close(),
+                    5 => drop(q.task_done()),
+                    6 => drop(q.join_timeout(t)),
+                    7 => drop(q.unfinished_tasks()),
+                    _ => drop((q.is_empty(), q.is_full(), q.is_closed())),
+                }
+                assert!(q.len() <= cap);
+            }
+            Obj::PipeBytes0(PipeEnd(p)) => pipe_ops(p, c, t, a),
+            Obj::PipeBytes1(PipeEnd(p)) => pipe_ops(p, c, t, a),
         }
+    }
+}
+
+fn pipe_ops(p: &Connection<Vec<u8>>, c: usize, t: Duration, a: u32) {
+    let msg = u8s(a);
+    match c % 10 {
+        0 => drop(p.try_send(msg)),
+        1 => drop(p.send_timeout(msg, t)),
+        2 => drop(p.send_bytes_timeout(&msg, t)),
+        3 => drop(p.try_recv()),
+        4 => drop(p.recv_timeout(t)),
+        5 => drop(p.recv_bytes_timeout(t)),
+        6 => drop(p.poll(t)),
+        7 => p.close(),
+        8 => assert!(p.end() == 0 || p.end() == 1),
+        _ => drop((p.is_closed(), p.capacity(), p.max_message_size())),
+    }
+}
+
+impl Obj {
+    /// Puts up to `n` items (messages of `a`'s choosing) into a fresh queue
+    /// or message object, so scribbles land on slots in use; a pipe gets
+    /// them from both ends. Other types are left as they are.
+    fn fill(&mut self, n: usize, a: u32) {
+        let msgs = (0..n as u32).map(|i| u8s(a.rotate_left(i * 7)));
+        match self {
+            Obj::QueueU64(q) => drop(q.put_slice(&(0..n as u64).collect::<Vec<_>>())),
+            Obj::QueueUnit(q) => drop(q.put_slice(&vec![(); n])),
+            Obj::MessagesBytes(q) => msgs.for_each(|m| drop(q.try_put(m))),
+            Obj::JoinableU16(q) => (0..n as u32).for_each(|i| drop(q.try_put((a ^ i) as u16))),
+            Obj::PipeBytes0(p) => pipe_fill(p, msgs),
+            Obj::PipeBytes1(p) => pipe_fill(p, msgs),
+            _ => {}
+        }
+    }
+}
+
+fn pipe_fill<const END: u32>(p: &PipeEnd<END>, msgs: impl Iterator<Item = Vec<u8>>) {
+    let other = p.other().expect("attach the other end of our own pipe");
+    for (i, m) in msgs.enumerate() {
+        let end = if i % 2 == 0 { &p.0 } else { &other };
+        let _ = end.try_send(m);
     }
 }
 
@@ -766,6 +966,12 @@ fn run(input: Input, env: &Env) {
                     Tweak::DataOffset(v) => put_u32(&mut h, 48, v),
                     Tweak::Reserved(v) => put_u32(&mut h, 52, v),
                     Tweak::Checksum(v) => put_u64(&mut h, 56, v),
+                    Tweak::SlotSize(n) => {
+                        let slot = 16 * u64::from(n);
+                        let data_offset = u64::from(get_u32(&h, 48));
+                        put_u32(&mut h, 16, slot as u32);
+                        put_u64(&mut h, 40, data_offset.wrapping_add(len.wrapping_mul(slot)));
+                    }
                 }
                 if fix && !matches!(tweak, Tweak::Checksum(_)) {
                     let sum = checksum(&h);
@@ -786,20 +992,22 @@ fn run(input: Input, env: &Env) {
                 line,
                 target,
                 len,
+                fill,
                 payload,
                 words,
             } => {
-                create_and_scribble(shm, line, target, len, &payload, &words);
+                create_and_scribble(shm, line, target, len, fill, &payload, &words);
             }
             Step::Scribble {
                 line,
                 target,
                 len,
+                fill,
                 payload,
                 words,
                 ops,
             } => {
-                if create_and_scribble(shm, line, target, len, &payload, &words)
+                if create_and_scribble(shm, line, target, len, fill, &payload, &words)
                     && let Ok(mut obj) = target.open(shm, usize::from(line) * 64)
                 {
                     run_ops(&mut obj, &ops, env);
@@ -817,6 +1025,7 @@ fn run(input: Input, env: &Env) {
                 target,
                 like,
                 len,
+                part,
                 ops,
             } => {
                 let tpl = env.template(like);
@@ -829,6 +1038,7 @@ fn run(input: Input, env: &Env) {
                         Some(len) => len.get(),
                         None => header_len(shm, at.get()),
                     },
+                    part: u32::from(part),
                 };
                 let bytes = postcard::to_allocvec(&raw).expect("encode a descriptor");
                 let d = Descriptor::from_bytes(&bytes).expect("decode our own descriptor");
@@ -843,21 +1053,24 @@ fn run(input: Input, env: &Env) {
     }
 }
 
-/// Places a real `target` at `line`, drops it, and writes `payload`, then
-/// `words`, over the bytes after its header; whether it was placed.
+/// Places a real `target` at `line`, fills it, drops it, and writes
+/// `payload`, then `words`, over the bytes after its header; whether it
+/// was placed.
 fn create_and_scribble(
     shm: &SharedMemory,
     line: u8,
     target: Target,
     len: u8,
+    Fill(n, seed): Fill,
     payload: &[u8],
     words: &Words,
 ) -> bool {
     let off = usize::from(line) * 64;
     let len = usize::from(len % 16) + 1;
-    let Ok(obj) = target.create(shm, off, len) else {
+    let Ok(mut obj) = target.create(shm, off, len) else {
         return false;
     };
+    obj.fill(usize::from(n % 17), seed);
     drop(obj);
     write_clipped(shm, off + 64, payload);
     write_words(shm, off, len as u64, words);

@@ -9,6 +9,21 @@
 //! and `Closed`, the counts of batch calls, `len`, `is_empty`, `is_full`,
 //! `is_closed`.
 //!
+//! Three message kinds run against the same kind of model, with a maximum
+//! message size of the input's choosing (1..=200 bytes asked, rounded up as
+//! the library does): a `MessageQueue<Vec<u8>>` and a `JoinableQueue<u16>`
+//! (clones and attached handles; the joinable model also counts unfinished
+//! tasks: `task_done`, `join_timeout`, `unfinished_tasks`), where a message
+//! whose postcard encoding exceeds `max_message_size()` must be refused as
+//! `TooLarge` with the value handed back; and a `Pipe` of two
+//! `Connection<Vec<u8>>` ends (re-attached from their descriptors now and
+//! then), one model queue of encoded messages per direction: typed and raw
+//! sends and receives mix, so a typed receive of raw bytes must decode as
+//! postcard does (or be a `Decode` error of the message's length), and a
+//! raw receive returns exactly the bytes sent or a typed send's encoding;
+//! closing either end closes both directions; `poll` says whether a
+//! message is waiting or the pipe is closed and drained.
+//!
 //! Nothing may block for long: a blocking call runs only when the model
 //! says it returns at once, and timed calls wait 0..50 µs.
 #![no_main]
@@ -19,7 +34,12 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use multiproc::spsc::{self, Consumer, Producer, TryPopError, TryPushError};
-use multiproc::{Closed, Queue, TryGetError, TryPutError};
+use multiproc::{
+    Closed, Connection, Descriptor, JoinableQueue, MessageQueue, Pipe, Queue, RecvError, SendError,
+    TaskDoneError, TryGetError, TryPutError,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// Most handles on one queue at once.
 const MAX_HANDLES: usize = 4;
@@ -88,10 +108,78 @@ enum SpscOp {
     ReattachConsumer,
 }
 
+/// An operation on a message queue (`MessageQueue` or `JoinableQueue`).
+#[derive(Arbitrary, Debug)]
+enum MsgOp<V> {
+    Put(V),
+    TryPut(V),
+    PutTimeout(V, Wait),
+    Get,
+    TryGet,
+    GetTimeout(Wait),
+    Len,
+    IsEmpty,
+    IsFull,
+    IsClosed,
+    Close,
+    /// Joinable only (a no-op on a `MessageQueue`).
+    TaskDone,
+    /// Joinable only: `join_timeout`.
+    Join(Wait),
+    /// Joinable only: `unfinished_tasks`.
+    Unfinished,
+    Clone,
+    Attach,
+    Use(u8),
+    Drop(u8),
+}
+
+/// An operation on a pipe, at end `0` (`false`) or `1` (`true`).
+#[derive(Arbitrary, Debug)]
+enum PipeOp {
+    Send(bool, Vec<u8>),
+    TrySend(bool, Vec<u8>),
+    SendTimeout(bool, Vec<u8>, Wait),
+    SendBytes(bool, Vec<u8>),
+    SendBytesTimeout(bool, Vec<u8>, Wait),
+    Recv(bool),
+    TryRecv(bool),
+    RecvTimeout(bool, Wait),
+    RecvBytes(bool),
+    RecvBytesTimeout(bool, Wait),
+    Poll(bool, Wait),
+    IsClosed(bool),
+    Close(bool),
+    /// The end handed over: a clone (`true`) or a handle attached from its
+    /// descriptor replaces it.
+    Reattach(bool, bool),
+}
+
 #[derive(Arbitrary, Debug)]
 enum Input {
-    Mpmc { capacity: u8, ops: Vec<QueueOp> },
-    Spsc { capacity: u8, ops: Vec<SpscOp> },
+    Mpmc {
+        capacity: u8,
+        ops: Vec<QueueOp>,
+    },
+    Spsc {
+        capacity: u8,
+        ops: Vec<SpscOp>,
+    },
+    Messages {
+        capacity: u8,
+        max: u8,
+        ops: Vec<MsgOp<Vec<u8>>>,
+    },
+    Joinable {
+        capacity: u8,
+        max: u8,
+        ops: Vec<MsgOp<u16>>,
+    },
+    Pipe {
+        capacity: u8,
+        max: u8,
+        ops: Vec<PipeOp>,
+    },
 }
 
 /// What the queue must hold.
@@ -324,9 +412,462 @@ fn run_spsc(cap: usize, ops: Vec<SpscOp>) {
     }
 }
 
+/// A send's outcome, comparable (`SendError` is not `PartialEq`).
+#[derive(Debug, PartialEq)]
+enum Sent<V> {
+    Ok,
+    Full(V),
+    Closed(V),
+    TooLarge { value: V, size: usize, max: usize },
+    Encode,
+}
+
+fn sent<V>(r: Result<(), SendError<V>>) -> Sent<V> {
+    match r {
+        Ok(()) => Sent::Ok,
+        Err(SendError::Full(v)) => Sent::Full(v),
+        Err(SendError::Closed(v)) => Sent::Closed(v),
+        Err(SendError::TooLarge { value, size, max }) => Sent::TooLarge { value, size, max },
+        Err(_) => Sent::Encode,
+    }
+}
+
+/// A receive's outcome, with a `Decode` error's reason left out (the
+/// model does not know postcard's wording).
+fn received<V>(r: Result<V, RecvError>) -> Result<V, RecvError> {
+    r.map_err(|e| match e {
+        RecvError::Decode { len, .. } => RecvError::Decode {
+            len,
+            reason: String::new(),
+        },
+        e => e,
+    })
+}
+
+/// The maximum message size the library makes of `asked`: slots of
+/// `max + 16` bytes, a multiple of 64.
+fn rounded_max(asked: usize) -> usize {
+    (asked + 16).next_multiple_of(64) - 16
+}
+
+/// One direction of encoded messages (a message queue, or one way of a
+/// pipe).
+struct MsgModel {
+    items: VecDeque<Vec<u8>>,
+    cap: usize,
+    max: usize,
+}
+
+impl MsgModel {
+    fn new(cap: usize, max: usize) -> Self {
+        MsgModel {
+            items: VecDeque::new(),
+            cap,
+            max,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.items.len() == self.cap
+    }
+
+    /// The outcome of a non-blocking send of `value` (encoded as `bytes`),
+    /// applied to the model: the size check comes first.
+    fn send<V>(&mut self, value: V, bytes: Vec<u8>, closed: bool) -> Sent<V> {
+        if bytes.len() > self.max {
+            Sent::TooLarge {
+                size: bytes.len(),
+                max: self.max,
+                value,
+            }
+        } else if closed {
+            Sent::Closed(value)
+        } else if self.is_full() {
+            Sent::Full(value)
+        } else {
+            self.items.push_back(bytes);
+            Sent::Ok
+        }
+    }
+
+    /// Whether a blocking send of `n` encoded bytes returns at once.
+    fn send_returns(&self, n: usize, closed: bool) -> bool {
+        n > self.max || closed || !self.is_full()
+    }
+
+    /// The next message's bytes, applied to the model.
+    fn recv(&mut self, closed: bool) -> Result<Vec<u8>, RecvError> {
+        match self.items.pop_front() {
+            Some(b) => Ok(b),
+            None if closed => Err(RecvError::Closed),
+            None => Err(RecvError::Empty),
+        }
+    }
+
+    /// The next message decoded as a `V`, as a typed receive reports it.
+    fn recv_typed<V: DeserializeOwned>(&mut self, closed: bool) -> Result<V, RecvError> {
+        self.recv(closed)
+            .and_then(|b| match postcard::take_from_bytes::<V>(&b) {
+                Ok((v, [])) => Ok(v),
+                _ => Err(RecvError::Decode {
+                    len: b.len(),
+                    reason: String::new(),
+                }),
+            })
+    }
+}
+
+fn encode<V: Serialize>(v: &V) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("plain values encode")
+}
+
+/// What the message-queue runner needs of `MessageQueue` and
+/// `JoinableQueue`; the task calls are `None` on a `MessageQueue`.
+trait MsgQueue<V>: Clone + Sized {
+    fn put(&self, v: V) -> Result<(), SendError<V>>;
+    fn try_put(&self, v: V) -> Result<(), SendError<V>>;
+    fn put_timeout(&self, v: V, t: Duration) -> Result<(), SendError<V>>;
+    fn get(&self) -> Result<V, RecvError>;
+    fn try_get(&self) -> Result<V, RecvError>;
+    fn get_timeout(&self, t: Duration) -> Result<V, RecvError>;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool;
+    fn is_full(&self) -> bool;
+    fn is_closed(&self) -> bool;
+    fn close(&self);
+    fn capacity(&self) -> usize;
+    fn max_message_size(&self) -> usize;
+    fn descriptor(&self) -> Descriptor;
+    fn attach(d: &Descriptor) -> multiproc::Result<Self>;
+    fn task_done(&self) -> Option<Result<(), TaskDoneError>>;
+    fn join_timeout(&self, t: Duration) -> Option<bool>;
+    fn unfinished_tasks(&self) -> Option<u64>;
+}
+
+macro_rules! msg_queue {
+    ($q:ident, |$s:ident| $done:expr, $join:expr, $unfinished:expr) => {
+        impl<V: Serialize + DeserializeOwned> MsgQueue<V> for $q<V> {
+            fn put(&self, v: V) -> Result<(), SendError<V>> {
+                $q::put(self, v)
+            }
+            fn try_put(&self, v: V) -> Result<(), SendError<V>> {
+                $q::try_put(self, v)
+            }
+            fn put_timeout(&self, v: V, t: Duration) -> Result<(), SendError<V>> {
+                $q::put_timeout(self, v, t)
+            }
+            fn get(&self) -> Result<V, RecvError> {
+                $q::get(self)
+            }
+            fn try_get(&self) -> Result<V, RecvError> {
+                $q::try_get(self)
+            }
+            fn get_timeout(&self, t: Duration) -> Result<V, RecvError> {
+                $q::get_timeout(self, t)
+            }
+            fn len(&self) -> usize {
+                $q::len(self)
+            }
+            fn is_empty(&self) -> bool {
+                $q::is_empty(self)
+            }
+            fn is_full(&self) -> bool {
+                $q::is_full(self)
+            }
+            fn is_closed(&self) -> bool {
+                $q::is_closed(self)
+            }
+            fn close(&self) {
+                $q::close(self)
+            }
+            fn capacity(&self) -> usize {
+                $q::capacity(self)
+            }
+            fn max_message_size(&self) -> usize {
+                $q::max_message_size(self)
+            }
+            fn descriptor(&self) -> Descriptor {
+                $q::descriptor(self)
+            }
+            fn attach(d: &Descriptor) -> multiproc::Result<Self> {
+                $q::attach(d)
+            }
+            fn task_done(&$s) -> Option<Result<(), TaskDoneError>> {
+                $done
+            }
+            fn join_timeout(&$s, t: Duration) -> Option<bool> {
+                $join(t)
+            }
+            fn unfinished_tasks(&$s) -> Option<u64> {
+                $unfinished
+            }
+        }
+    };
+}
+
+msg_queue!(MessageQueue, |self| None, |_| None, None);
+msg_queue!(
+    JoinableQueue,
+    |self| Some(JoinableQueue::task_done(self)),
+    |t| Some(JoinableQueue::join_timeout(self, t)),
+    Some(JoinableQueue::unfinished_tasks(self))
+);
+
+fn run_messages<V, Q>(q: Q, cap: usize, max: usize, ops: Vec<MsgOp<V>>)
+where
+    V: Serialize + DeserializeOwned + Clone + PartialEq + std::fmt::Debug,
+    Q: MsgQueue<V>,
+{
+    assert_eq!(q.capacity(), cap);
+    assert_eq!(q.max_message_size(), max);
+    let joinable = q.unfinished_tasks().is_some();
+    let mut handles = vec![q];
+    let mut cur = 0;
+    let mut m = MsgModel::new(cap, max);
+    let mut closed = false;
+    let mut unfinished = 0u64;
+    for op in ops {
+        let q = &handles[cur];
+        // A send's model outcome, counting the task if it went in.
+        let mut model_send = |v: V, m: &mut MsgModel, closed: bool| {
+            let bytes = encode(&v);
+            let r = m.send(v, bytes, closed);
+            if r == Sent::Ok {
+                unfinished += 1;
+            }
+            r
+        };
+        match op {
+            MsgOp::Put(v) => {
+                if m.send_returns(encode(&v).len(), closed) {
+                    assert_eq!(sent(q.put(v.clone())), model_send(v, &mut m, closed));
+                }
+            }
+            MsgOp::TryPut(v) => {
+                assert_eq!(sent(q.try_put(v.clone())), model_send(v, &mut m, closed))
+            }
+            MsgOp::PutTimeout(v, w) => assert_eq!(
+                sent(q.put_timeout(v.clone(), w.duration())),
+                model_send(v, &mut m, closed)
+            ),
+            MsgOp::Get => {
+                if !m.items.is_empty() || closed {
+                    assert_eq!(received(q.get()), m.recv_typed(closed));
+                }
+            }
+            MsgOp::TryGet => assert_eq!(received(q.try_get()), m.recv_typed(closed)),
+            MsgOp::GetTimeout(w) => {
+                assert_eq!(received(q.get_timeout(w.duration())), m.recv_typed(closed))
+            }
+            MsgOp::Len => assert_eq!(q.len(), m.items.len()),
+            MsgOp::IsEmpty => assert_eq!(q.is_empty(), m.items.is_empty()),
+            MsgOp::IsFull => assert_eq!(q.is_full(), m.is_full()),
+            MsgOp::IsClosed => assert_eq!(q.is_closed(), closed),
+            MsgOp::Close => {
+                q.close();
+                closed = true;
+            }
+            MsgOp::TaskDone => {
+                if let Some(r) = q.task_done() {
+                    if unfinished == 0 {
+                        assert_eq!(r, Err(TaskDoneError));
+                    } else {
+                        assert_eq!(r, Ok(()));
+                        unfinished -= 1;
+                    }
+                }
+            }
+            MsgOp::Join(w) => {
+                if let Some(done) = q.join_timeout(w.duration()) {
+                    assert_eq!(done, unfinished == 0);
+                }
+            }
+            MsgOp::Unfinished => {
+                if let Some(n) = q.unfinished_tasks() {
+                    assert_eq!(n, unfinished);
+                }
+            }
+            MsgOp::Clone => {
+                if handles.len() < MAX_HANDLES {
+                    handles.push(q.clone());
+                }
+            }
+            MsgOp::Attach => {
+                if handles.len() < MAX_HANDLES {
+                    let other = Q::attach(&q.descriptor()).expect("attach our own queue");
+                    assert_eq!(other.capacity(), cap);
+                    assert_eq!(other.max_message_size(), max);
+                    handles.push(other);
+                }
+            }
+            MsgOp::Use(i) => cur = usize::from(i) % handles.len(),
+            MsgOp::Drop(i) => {
+                if handles.len() > 1 {
+                    handles.remove(usize::from(i) % handles.len());
+                    cur = 0;
+                }
+            }
+        }
+        let q = &handles[cur];
+        assert_eq!(q.len(), m.items.len());
+        assert_eq!(q.is_closed(), closed);
+        if joinable {
+            assert_eq!(q.unfinished_tasks(), Some(unfinished));
+        }
+    }
+    let q = &handles[cur];
+    q.close();
+    loop {
+        let want = m.recv_typed::<V>(true);
+        assert_eq!(received(q.try_get()), want);
+        if want.is_err() {
+            break;
+        }
+    }
+    // Getting finishes no task: the count is what the puts and
+    // `task_done`s left.
+    if joinable {
+        assert_eq!(q.unfinished_tasks(), Some(unfinished));
+        assert_eq!(q.join_timeout(Duration::ZERO), Some(unfinished == 0));
+    }
+}
+
+fn run_pipe(cap: usize, asked: usize, ops: Vec<PipeOp>) {
+    let (a, b) = Pipe::new()
+        .capacity(cap)
+        .max_message_size(asked)
+        .create::<Vec<u8>>()
+        .expect("capacities 1..=16 and sizes 1..=200 are valid");
+    let max = rounded_max(asked);
+    let mut ends: [Connection<Vec<u8>>; 2] = [a, b];
+    for (i, c) in ends.iter().enumerate() {
+        assert_eq!(c.end() as usize, i);
+        assert_eq!((c.capacity(), c.max_message_size()), (cap, max));
+    }
+    // dirs[e]: the messages end `e` sent, for the other end to receive.
+    let mut dirs = [MsgModel::new(cap, max), MsgModel::new(cap, max)];
+    let mut closed = false;
+    for op in ops {
+        match op {
+            PipeOp::Send(e, v) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(e)]);
+                let bytes = encode(&v);
+                if d.send_returns(bytes.len(), closed) {
+                    assert_eq!(sent(c.send(v.clone())), d.send(v, bytes, closed));
+                }
+            }
+            PipeOp::TrySend(e, v) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(e)]);
+                let bytes = encode(&v);
+                assert_eq!(sent(c.try_send(v.clone())), d.send(v, bytes, closed));
+            }
+            PipeOp::SendTimeout(e, v, w) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(e)]);
+                let bytes = encode(&v);
+                assert_eq!(
+                    sent(c.send_timeout(v.clone(), w.duration())),
+                    d.send(v, bytes, closed)
+                );
+            }
+            PipeOp::SendBytes(e, raw) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(e)]);
+                if d.send_returns(raw.len(), closed) {
+                    assert_eq!(sent(c.send_bytes(&raw)), d.send((), raw, closed));
+                }
+            }
+            PipeOp::SendBytesTimeout(e, raw, w) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(e)]);
+                assert_eq!(
+                    sent(c.send_bytes_timeout(&raw, w.duration())),
+                    d.send((), raw, closed)
+                );
+            }
+            PipeOp::Recv(e) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(!e)]);
+                if !d.items.is_empty() || closed {
+                    assert_eq!(received(c.recv()), d.recv_typed(closed));
+                }
+            }
+            PipeOp::TryRecv(e) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(!e)]);
+                assert_eq!(received(c.try_recv()), d.recv_typed(closed));
+            }
+            PipeOp::RecvTimeout(e, w) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(!e)]);
+                assert_eq!(received(c.recv_timeout(w.duration())), d.recv_typed(closed));
+            }
+            PipeOp::RecvBytes(e) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(!e)]);
+                if !d.items.is_empty() || closed {
+                    assert_eq!(c.recv_bytes(), d.recv(closed));
+                }
+            }
+            PipeOp::RecvBytesTimeout(e, w) => {
+                let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(!e)]);
+                assert_eq!(c.recv_bytes_timeout(w.duration()), d.recv(closed));
+            }
+            PipeOp::Poll(e, w) => {
+                let (c, d) = (&ends[usize::from(e)], &dirs[usize::from(!e)]);
+                assert_eq!(c.poll(w.duration()), !d.items.is_empty() || closed);
+            }
+            PipeOp::IsClosed(e) => assert_eq!(ends[usize::from(e)].is_closed(), closed),
+            PipeOp::Close(e) => {
+                ends[usize::from(e)].close();
+                closed = true;
+            }
+            PipeOp::Reattach(e, clone) => {
+                let c = &ends[usize::from(e)];
+                let new = if clone {
+                    c.clone()
+                } else {
+                    let d = c.descriptor();
+                    assert_eq!(d.part(), u32::from(e));
+                    Connection::<Vec<u8>>::attach(&d).expect("attach our own pipe end")
+                };
+                assert_eq!(new.end(), u32::from(e));
+                assert_eq!((new.capacity(), new.max_message_size()), (cap, max));
+                ends[usize::from(e)] = new;
+            }
+        }
+        for c in &ends {
+            assert_eq!(c.is_closed(), closed);
+        }
+    }
+    // Each end drains what the other sent, as raw bytes, then sees `Closed`.
+    ends[0].close();
+    for e in [false, true] {
+        let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(!e)]);
+        assert!(c.poll(Duration::ZERO));
+        loop {
+            let want = d.recv(true);
+            assert_eq!(c.recv_bytes_timeout(Duration::ZERO), want);
+            if want.is_err() {
+                break;
+            }
+        }
+    }
+}
+
 fuzz_target!(|input: Input| {
     match input {
         Input::Mpmc { capacity, ops } => run_mpmc(usize::from(capacity % 64) + 1, ops),
         Input::Spsc { capacity, ops } => run_spsc(usize::from(capacity % 64) + 1, ops),
+        Input::Messages { capacity, max, ops } => {
+            let (cap, asked) = (usize::from(capacity % 16) + 1, usize::from(max % 200) + 1);
+            let q = MessageQueue::<Vec<u8>>::new(cap, asked)
+                .expect("capacities 1..=16 and sizes 1..=200 are valid");
+            run_messages(q, cap, rounded_max(asked), ops);
+        }
+        Input::Joinable { capacity, max, ops } => {
+            let (cap, asked) = (usize::from(capacity % 16) + 1, usize::from(max % 200) + 1);
+            let q = JoinableQueue::<u16>::new(cap, asked)
+                .expect("capacities 1..=16 and sizes 1..=200 are valid");
+            run_messages(q, cap, rounded_max(asked), ops);
+        }
+        Input::Pipe { capacity, max, ops } => run_pipe(
+            usize::from(capacity % 16) + 1,
+            usize::from(max % 200) + 1,
+            ops,
+        ),
     }
 });
