@@ -432,14 +432,83 @@ impl<T> std::fmt::Display for Closed<T> {
 
 impl<T> std::error::Error for Closed<T> {}
 
-/// Advances slot index `idx` by `n` (`n <= cap`) with wrap-around.
-#[inline]
-fn wrap_add(idx: usize, n: usize, cap: usize) -> usize {
-    // idx < cap and n <= cap, so the sum is below 2 * cap, which fits:
-    // capacity is bounded by the layout (a slot is at least a byte, or the
-    // typed layer's own limit).
-    let s = idx + n;
-    if s >= cap { s - cap } else { s }
+/// An end's own position, kept in its handle as the position of slot 0 in
+/// the current lap plus a slot index, so that a single-item step writes one
+/// word (the index) and never divides; plus the limit the other side's
+/// position allows, so that the hot path compares one word.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// Position of slot 0 in the current lap (a multiple of the capacity
+    /// past the position the handle started from, less its slot index).
+    base: u64,
+    /// Slot index of the position, `< cap`.
+    idx: usize,
+    /// The first position this end may not pass: for the producer, the
+    /// consumer's `head` (when last read) plus the capacity; for the
+    /// consumer, the producer's `tail` (when last read). Never below the
+    /// position; at most the capacity above it.
+    limit: u64,
+}
+
+impl Cursor {
+    /// A cursor at `pos` with nothing known to be available.
+    fn at(pos: u64, cap: usize) -> Cursor {
+        let idx = (pos % cap as u64) as usize;
+        Cursor {
+            base: pos - idx as u64,
+            idx,
+            limit: pos,
+        }
+    }
+
+    /// The position.
+    #[inline]
+    fn pos(&self) -> u64 {
+        self.base.wrapping_add(self.idx as u64)
+    }
+
+    /// Slots (or items) this end may move now, as far as it knows.
+    #[inline]
+    fn available(&self) -> usize {
+        // At most the capacity (see `limit`), so it fits.
+        self.limit.wrapping_sub(self.pos()) as usize
+    }
+
+    /// Sets the limit to `limit` if it lies within `cap` above the position,
+    /// else (a scribbled index) to the position: nothing available.
+    #[inline]
+    fn set_limit(&mut self, limit: u64, cap: usize) -> usize {
+        let pos = self.pos();
+        self.limit = if limit.wrapping_sub(pos) <= cap as u64 {
+            limit
+        } else {
+            pos
+        };
+        self.available()
+    }
+
+    /// Moves on by one slot.
+    #[inline]
+    fn step(&mut self, cap: usize) {
+        self.idx += 1;
+        if self.idx == cap {
+            self.idx = 0;
+            self.base = self.base.wrapping_add(cap as u64);
+        }
+    }
+
+    /// Moves on by `n <= cap` slots.
+    #[inline]
+    fn advance(&mut self, n: usize, cap: usize) {
+        // idx < cap and n <= cap, so the sum is below 2 * cap, which fits:
+        // capacity is bounded by the layout (a slot is at least a byte, or
+        // the typed layer's own limit).
+        self.idx += n;
+        if self.idx >= cap {
+            self.idx -= cap;
+            self.base = self.base.wrapping_add(cap as u64);
+        }
+    }
 }
 
 /// The producer end's private state over a [`RingMemory`].
@@ -448,13 +517,12 @@ pub struct RawProducer<M: RingMemory> {
     mem: M,
     /// Capacity, read once.
     cap: usize,
-    /// Our position: after the last item we published. The shared `tail` is
-    /// a copy for the consumer; we never read it back after [`Self::new`].
-    tail: u64,
-    /// `tail % cap`, kept by increments.
-    tail_idx: usize,
-    /// The consumer's `head`, as last read: never ahead of the shared one.
-    cached_head: u64,
+    /// Our position (after the last item we published) and how far the
+    /// consumer's `head`, as last read, lets us go. The shared `tail` is a
+    /// copy for the consumer; we never read it back after [`Self::new`].
+    /// `head` as read is never ahead of the shared one, so the limit only
+    /// under-reports room.
+    at: Cursor,
     /// Publish with a `Release` store and [`EventCount::notify_light`]
     /// (the ring is asymmetric and this process receives heavy barriers);
     /// otherwise with a `SeqCst` swap.
@@ -474,19 +542,15 @@ impl<M: RingMemory> RawProducer<M> {
         // Relaxed: our own index; whoever used this end before us handed it
         // over by some synchronising means of its own (or it is a misuse).
         let tail = st.producer.tail.load(Ordering::Relaxed);
-        // SYNC: pairs with the Release store (or SeqCst swap) publishing
-        // `head` in `RawConsumer::publish`: slots below `head` were read
-        // before it.
-        let cached_head = st.consumer.head.load(Ordering::Acquire);
-        RawProducer {
+        let mut p = RawProducer {
             cap,
-            tail,
-            tail_idx: (tail % cap as u64) as usize,
-            cached_head,
+            at: Cursor::at(tail, cap),
             light,
             heavy,
             mem,
-        }
+        };
+        p.refresh_room();
+        p
     }
 
     /// The ring's memory.
@@ -502,34 +566,38 @@ impl<M: RingMemory> RawProducer<M> {
         self.light
     }
 
-    /// Free slots according to `head` (0 if the distance is impossible).
+    /// Re-reads the consumer's `head` and recounts the free slots (0 if the
+    /// distance is impossible: a scribbled `head`).
     #[inline]
-    fn room(&self, head: u64) -> usize {
-        let used = self.tail.wrapping_sub(head);
-        // A distance above capacity means a scribbled index: no room.
-        (self.cap as u64).saturating_sub(used) as usize
-    }
-
-    /// Free slots, refreshing the cached head if fewer than `want`.
-    #[inline]
-    fn room_for(&mut self, want: usize) -> usize {
-        let room = self.room(self.cached_head);
-        if room >= want {
-            return room;
-        }
+    fn refresh_room(&mut self) -> usize {
         // SYNC: pairs with the Release store (or SeqCst swap) publishing
         // `head` in `RawConsumer::publish`: the consumer read those slots
         // before it published, so we may overwrite them.
-        self.cached_head = self.mem.state().consumer.head.load(Ordering::Acquire);
-        self.room(self.cached_head)
+        let head = self.mem.state().consumer.head.load(Ordering::Acquire);
+        self.at
+            .set_limit(head.wrapping_add(self.cap as u64), self.cap)
+    }
+
+    /// Free slots, re-reading `head` if fewer than `want` are known.
+    #[inline]
+    fn room_for(&mut self, want: usize) -> usize {
+        let room = self.at.available();
+        if room >= want {
+            return room;
+        }
+        self.refresh_room()
     }
 
     /// Publishes `n` more items (already written), then notifies a sleeping
     /// consumer.
     #[inline]
     fn publish(&mut self, n: usize) {
-        self.tail = self.tail.wrapping_add(n as u64);
-        self.tail_idx = wrap_add(self.tail_idx, n, self.cap);
+        if n == 1 {
+            self.at.step(self.cap);
+        } else {
+            self.at.advance(n, self.cap);
+        }
+        let tail = self.at.pos();
         let st = self.mem.state();
         if self.light {
             // SYNC: Release pairs with the Acquire loads of `tail` in
@@ -539,14 +607,14 @@ impl<M: RingMemory> RawProducer<M> {
             // asymmetric: this store, then the light barrier and the read of
             // `waiters` in `notify_light`, against the consumer's
             // announcement, heavy barrier and re-check in `pop_slow`.
-            st.producer.tail.store(self.tail, Ordering::Release);
+            st.producer.tail.store(tail, Ordering::Release);
             st.wait.readable.notify_light(self.mem.waiter());
         } else {
             // SYNC: the Release half as above; the SeqCst half is the state
             // store of the `readable` eventcount's symmetric Dekker pair
             // (see `EventCount::notify`), against the SeqCst (or heavy
             // barrier and Acquire) re-check in `RawConsumer::pop_slow`.
-            store_sc64(&st.producer.tail, self.tail);
+            store_sc64(&st.producer.tail, tail);
             st.wait.readable.notify(self.mem.waiter());
         }
     }
@@ -565,12 +633,12 @@ impl<M: RingMemory> RawProducer<M> {
         if self.mem.state().wait.closed.load(Ordering::Relaxed) != 0 {
             return Err(TryPushError::Closed(value));
         }
-        if self.room_for(1) == 0 {
+        if self.at.pos() == self.at.limit && self.refresh_room() == 0 {
             return Err(TryPushError::Full(value));
         }
-        // SAFETY: tail_idx < cap (it is always reduced modulo cap), and the
-        // slot is free: head (as read with Acquire) is past it.
-        unsafe { self.mem.write(self.tail_idx, value) };
+        // SAFETY: the slot index is below cap (the cursor keeps it so), and
+        // the slot is free: head (as read with Acquire) is past it.
+        unsafe { self.mem.write(self.at.idx, value) };
         self.publish(1);
         Ok(())
     }
@@ -604,7 +672,7 @@ impl<M: RingMemory> RawProducer<M> {
             let woke = {
                 let mem = &self.mem;
                 let st = mem.state();
-                let tail = self.tail;
+                let tail = self.at.pos();
                 let cap = self.cap as u64;
                 let writable = &st.wait.writable;
                 if self.heavy {
@@ -653,11 +721,12 @@ impl<M: RingMemory> RawProducer<M> {
         if n == 0 {
             return 0;
         }
-        let first = n.min(self.cap - self.tail_idx);
-        // SAFETY: tail_idx + first <= cap, and the rest (n - first <= cap)
+        let idx = self.at.idx;
+        let first = n.min(self.cap - idx);
+        // SAFETY: idx + first <= cap, and the rest (n - first <= cap)
         // starts at slot 0; all n slots are free (n <= room).
         unsafe {
-            self.mem.write_run(self.tail_idx, &src[..first]);
+            self.mem.write_run(idx, &src[..first]);
             self.mem.write_run(0, &src[first..n]);
         }
         self.publish(n);
@@ -676,13 +745,10 @@ pub struct RawConsumer<M: RingMemory> {
     mem: M,
     /// Capacity, read once.
     cap: usize,
-    /// Our position: the next item to take. The shared `head` is a copy for
-    /// the producer; we never read it back after [`Self::new`].
-    head: u64,
-    /// `head % cap`, kept by increments.
-    head_idx: usize,
-    /// The producer's `tail`, as last read: never ahead of the shared one.
-    cached_tail: u64,
+    /// Our position (the next item to take) and the producer's `tail` as
+    /// last read (never ahead of the shared one). The shared `head` is a copy
+    /// for the producer; we never read it back after [`Self::new`].
+    at: Cursor,
     /// Publish with a `Release` store and [`EventCount::notify_light`];
     /// otherwise with a `SeqCst` swap (see [`RawProducer`]).
     light: bool,
@@ -700,18 +766,15 @@ impl<M: RingMemory> RawConsumer<M> {
         let light = heavy && mem.receives_heavy_barrier();
         // Relaxed: our own index (see `RawProducer::new`).
         let head = st.consumer.head.load(Ordering::Relaxed);
-        // SYNC: pairs with the Release store (or SeqCst swap) publishing
-        // `tail` in `RawProducer::publish`.
-        let cached_tail = st.producer.tail.load(Ordering::Acquire);
-        RawConsumer {
+        let mut c = RawConsumer {
             cap,
-            head,
-            head_idx: (head % cap as u64) as usize,
-            cached_tail,
+            at: Cursor::at(head, cap),
             light,
             heavy,
             mem,
-        }
+        };
+        c.refresh_avail();
+        c
     }
 
     /// The ring's memory.
@@ -727,26 +790,27 @@ impl<M: RingMemory> RawConsumer<M> {
         self.light
     }
 
-    /// Items according to `tail` (0 if the distance is impossible).
+    /// Re-reads the producer's `tail` and recounts the items (0 if the
+    /// distance is impossible: a scribbled `tail`).
     #[inline]
-    fn items(&self, tail: u64) -> usize {
-        let n = tail.wrapping_sub(self.head);
-        // Above capacity: a scribbled index; nothing to trust, no items.
-        if n > self.cap as u64 { 0 } else { n as usize }
-    }
-
-    /// Items available, refreshing the cached tail if fewer than `want`.
-    #[inline]
-    fn available_for(&mut self, want: usize) -> usize {
-        let n = self.items(self.cached_tail);
-        if n >= want {
-            return n;
-        }
+    fn refresh_avail(&mut self) -> usize {
         // SYNC: pairs with the Release store (or SeqCst swap) publishing
         // `tail` in `RawProducer::publish`: the slots below it were written
         // before.
-        self.cached_tail = self.mem.state().producer.tail.load(Ordering::Acquire);
-        self.items(self.cached_tail)
+        let tail = self.mem.state().producer.tail.load(Ordering::Acquire);
+        // More than the capacity ahead: a scribbled index; nothing to
+        // trust, no items.
+        self.at.set_limit(tail, self.cap)
+    }
+
+    /// Items available, re-reading `tail` if fewer than `want` are known.
+    #[inline]
+    fn available_for(&mut self, want: usize) -> usize {
+        let n = self.at.available();
+        if n >= want {
+            return n;
+        }
+        self.refresh_avail()
     }
 
     /// After finding no item: `Closed` if the ring is closed and, looked at
@@ -758,7 +822,7 @@ impl<M: RingMemory> RawConsumer<M> {
         if self.mem.state().wait.closed.load(Ordering::Acquire) == 0 {
             return Err(TryPopError::Empty);
         }
-        if self.available_for(1) == 0 {
+        if self.refresh_avail() == 0 {
             Err(TryPopError::Closed)
         } else {
             Ok(())
@@ -769,8 +833,12 @@ impl<M: RingMemory> RawConsumer<M> {
     /// producer.
     #[inline]
     fn publish(&mut self, n: usize) {
-        self.head = self.head.wrapping_add(n as u64);
-        self.head_idx = wrap_add(self.head_idx, n, self.cap);
+        if n == 1 {
+            self.at.step(self.cap);
+        } else {
+            self.at.advance(n, self.cap);
+        }
+        let head = self.at.pos();
         let st = self.mem.state();
         if self.light {
             // SYNC: Release pairs with the Acquire loads of `head` in
@@ -780,14 +848,14 @@ impl<M: RingMemory> RawConsumer<M> {
             // the light barrier and the read of `waiters` in `notify_light`,
             // against the producer's announcement, heavy barrier and
             // re-check in `push_slow`.
-            st.consumer.head.store(self.head, Ordering::Release);
+            st.consumer.head.store(head, Ordering::Release);
             st.wait.writable.notify_light(self.mem.waiter());
         } else {
             // SYNC: the Release half as above; the SeqCst half is the state
             // store of the `writable` eventcount's symmetric Dekker pair,
             // against the SeqCst (or heavy barrier and Acquire) re-check in
             // `RawProducer::push_slow`.
-            store_sc64(&st.consumer.head, self.head);
+            store_sc64(&st.consumer.head, head);
             st.wait.writable.notify(self.mem.waiter());
         }
     }
@@ -801,12 +869,12 @@ impl<M: RingMemory> RawConsumer<M> {
     /// [`TryPopError::Closed`] if there is none and the ring is closed.
     #[inline]
     pub fn try_pop(&mut self) -> Result<M::Item, TryPopError> {
-        if self.available_for(1) == 0 {
+        if self.at.pos() == self.at.limit && self.refresh_avail() == 0 {
             self.empty_or_closed()?;
         }
-        // SAFETY: head_idx < cap (always reduced modulo cap); the slot holds
-        // a published item (tail, read with Acquire, is past it).
-        let v = unsafe { self.mem.read(self.head_idx) };
+        // SAFETY: the slot index is below cap (the cursor keeps it so); the
+        // slot holds a published item (tail, read with Acquire, is past it).
+        let v = unsafe { self.mem.read(self.at.idx) };
         self.publish(1);
         Ok(v)
     }
@@ -832,7 +900,7 @@ impl<M: RingMemory> RawConsumer<M> {
             let woke = {
                 let mem = &self.mem;
                 let st = mem.state();
-                let head = self.head;
+                let head = self.at.pos();
                 let cap = self.cap as u64;
                 let readable = &st.wait.readable;
                 // An impossible distance (a scribbled tail) counts as empty,
@@ -883,12 +951,13 @@ impl<M: RingMemory> RawConsumer<M> {
         if n == 0 {
             return 0;
         }
-        let first = n.min(self.cap - self.head_idx);
+        let idx = self.at.idx;
+        let first = n.min(self.cap - idx);
         let (a, b) = dst[..n].split_at_mut(first);
-        // SAFETY: head_idx + first <= cap, and the rest (n - first <= cap)
+        // SAFETY: idx + first <= cap, and the rest (n - first <= cap)
         // starts at slot 0; all n slots hold published items (n <= items).
         unsafe {
-            self.mem.read_run(self.head_idx, a);
+            self.mem.read_run(idx, a);
             self.mem.read_run(0, b);
         }
         self.publish(n);
