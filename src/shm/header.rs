@@ -109,8 +109,9 @@ impl ObjectKind {
             // Lock word alone in its line; data starts on the next line so
             // bulk copies run on 64-byte aligned memory.
             ObjectKind::Array => 2 * HEADER_SIZE,
-            // Producer line (tail, closed), wait line, consumer line (head),
-            // a spacer line; slots start on the line after. Tail and head
+            // Spsc: producer line (tail), wait line (eventcounts, closed
+            // flag, fencing word), consumer line (head), a spacer line;
+            // slots start on the line after. Tail and head
             // lie 128 bytes apart, so not even the adjacent-line prefetcher
             // pairs them.
             // Mpmc: the same four lines (tail, wait, head, spacer).
