@@ -601,9 +601,9 @@ impl<M: RingMemory> RawProducer<M> {
         let st = self.mem.state();
         if self.light {
             // SYNC: Release pairs with the Acquire loads of `tail` in
-            // `RawConsumer::available_for`, `RawConsumer::new` and the
-            // re-check in `RawConsumer::pop_slow` (the slots written before
-            // are visible to the consumer). The Dekker pair of `readable` is
+            // `RawConsumer::refresh_avail` (also run by `RawConsumer::new`)
+            // and the re-check in `RawConsumer::pop_slow` (the slots written
+            // before are visible to the consumer). The Dekker pair of `readable` is
             // asymmetric: this store, then the light barrier and the read of
             // `waiters` in `notify_light`, against the consumer's
             // announcement, heavy barrier and re-check in `pop_slow`.
@@ -842,8 +842,9 @@ impl<M: RingMemory> RawConsumer<M> {
         let st = self.mem.state();
         if self.light {
             // SYNC: Release pairs with the Acquire loads of `head` in
-            // `RawProducer::room_for`, `RawProducer::new` and the re-check
-            // in `RawProducer::push_slow` (we are done reading those slots).
+            // `RawProducer::refresh_room` (also run by `RawProducer::new`)
+            // and the re-check in `RawProducer::push_slow` (we are done
+            // reading those slots).
             // The Dekker pair of `writable` is asymmetric: this store, then
             // the light barrier and the read of `waiters` in `notify_light`,
             // against the producer's announcement, heavy barrier and
