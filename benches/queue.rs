@@ -30,7 +30,12 @@
 //!   `ArrayQueue` (`push`/`pop`), both spinning on full/empty. SPEC goal:
 //!   ours across processes ≥ each peer between threads. References: our
 //!   single-item calls between two threads (`.. (2 threads, reference)`),
-//!   which tell what crossing processes costs.
+//!   which tell what crossing processes costs. After the group, an
+//!   `interleaved` line per single-item contestant gives its throughput
+//!   relative to rtrb runs just before and after it (and to an ArrayQueue
+//!   run in the same round), over 15 rounds of short runs: this machine's
+//!   state drifts over seconds, so these ratios are steadier than ratios
+//!   of criterion's medians, which are taken one contestant at a time.
 //! * `pingpong_spin`: round trips through two queues (the parent pushes `i`
 //!   into A and waits for `i` from B; the child pops from A and pushes into
 //!   B), both sides spinning on `try_pop`; the time is per round trip.
@@ -556,6 +561,87 @@ fn spsc_throughput(c: &mut Criterion) {
         peer_2threads(&flow, n, cb_push, cb_pop)
     });
     g.finish();
+
+    interleaved(
+        &flow,
+        &|n| peer_2threads(&flow, n, rtrb_push, rtrb_pop),
+        &|n| peer_2threads(&flow, n, cb_push, cb_pop),
+        &[
+            ("spsc push/pop (2 processes)", &|n| {
+                spsc_2proc(&flow, n, Mode::Blocking)
+            }),
+            ("spsc try_push/try_pop spin (2 processes)", &|n| {
+                spsc_2proc(&flow, n, Mode::Spinning)
+            }),
+        ],
+    );
+}
+
+/// Rounds of [`interleaved`].
+const INTERLEAVED_ROUNDS: usize = if cfg!(debug_assertions) { 1 } else { 15 };
+
+/// Items per run in [`interleaved`].
+const INTERLEAVED_ITEMS: u64 = if cfg!(debug_assertions) {
+    20_000
+} else {
+    500_000
+};
+
+/// Short runs of `ours` and of the peers in turn, [`INTERLEAVED_ROUNDS`]
+/// times: each round runs `arrayqueue` and each of `ours` between two runs
+/// of `rtrb`, and prints the median (min, max) of each one's throughput
+/// relative to the mean of those two rtrb runs, and of ours relative to the
+/// ArrayQueue run of the same round. The host moves this machine's two
+/// vCPUs nearer and farther apart over seconds, so criterion's medians,
+/// taken one contestant at a time, can compare different machine states;
+/// neighbouring short runs compare like with like. Every run's sum is
+/// checked.
+fn interleaved(
+    flow: &Flow,
+    rtrb: &dyn Fn(u64) -> Duration,
+    arrayqueue: &dyn Fn(u64) -> Duration,
+    ours: &[(&str, &dyn Fn(u64) -> Duration)],
+) {
+    let n = INTERLEAVED_ITEMS;
+    let mut vs_rtrb = vec![Vec::new(); ours.len() + 1];
+    let mut vs_aq = vec![Vec::new(); ours.len()];
+    let mut before = flow.run(n, rtrb);
+    for _ in 0..INTERLEAVED_ROUNDS {
+        let aq = flow.run(n, arrayqueue);
+        let times: Vec<Duration> = ours.iter().map(|(_, run)| flow.run(n, run)).collect();
+        let after = flow.run(n, rtrb);
+        let peer = (before + after).as_secs_f64() / 2.0;
+        vs_rtrb[ours.len()].push(peer / aq.as_secs_f64());
+        for (i, t) in times.iter().enumerate() {
+            vs_rtrb[i].push(peer / t.as_secs_f64());
+            vs_aq[i].push(aq.as_secs_f64() / t.as_secs_f64());
+        }
+        before = after;
+    }
+    let summary = |r: &mut Vec<f64>| {
+        r.sort_by(f64::total_cmp);
+        format!(
+            "{:.2}x (min {:.2}, max {:.2})",
+            r[r.len() / 2],
+            r[0],
+            r[r.len() - 1]
+        )
+    };
+    let names = ours
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(["crossbeam ArrayQueue (2 threads)"]);
+    for (i, name) in names.enumerate() {
+        let against_aq = vs_aq
+            .get_mut(i)
+            .map(|r| format!(", vs ArrayQueue {}", summary(r)))
+            .unwrap_or_default();
+        eprintln!(
+            "interleaved spsc_throughput/{name}: {INTERLEAVED_ROUNDS} rounds of {n} items, \
+             throughput vs rtrb {}{against_aq}",
+            summary(&mut vs_rtrb[i])
+        );
+    }
 }
 
 // --------------------------------------------------------------------------

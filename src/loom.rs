@@ -14,7 +14,7 @@
 
 #[cfg(not(loom))]
 pub(crate) mod atomic {
-    pub use core::sync::atomic::Ordering;
+    pub use core::sync::atomic::{Ordering, compiler_fence};
     /// 32-bit atomic (futex words).
     pub type AtomicU32 = core::sync::atomic::AtomicU32;
     /// 64-bit atomic (bump pointers, counters).
@@ -25,7 +25,7 @@ pub(crate) mod atomic {
 
 #[cfg(loom)]
 pub(crate) mod atomic {
-    pub use loom::sync::atomic::Ordering;
+    pub use loom::sync::atomic::{Ordering, fence};
     /// 32-bit atomic (futex words), loom-modelled.
     pub type AtomicU32 = loom::sync::atomic::AtomicU32;
     /// 64-bit atomic (bump pointers, counters), loom-modelled.

@@ -5,6 +5,14 @@
 //! model ignores timeouts, so a lost wake-up is a deadlock), and close
 //! lets the consumer drain, then report `Closed`.
 //!
+//! Each concurrent model runs under every fencing the ring allows: both
+//! ends symmetric (`SeqCst` swaps), both asymmetric (`Release` stores, light
+//! and heavy barriers), and asymmetric rings with one end in a process that
+//! does not receive heavy barriers (that end publishes with `SeqCst` swaps,
+//! its waits still issue the heavy barrier). The asymmetric barrier is
+//! modelled as what it guarantees: a `SeqCst` fence on both sides (the light
+//! barrier is a compiler fence in the real build, see `queue/raw/eventcount.rs`).
+//!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom cargo test --release --test loom_spsc`
 #![cfg(loom)]
 
@@ -12,9 +20,10 @@ mod loom_model;
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
+use loom::sync::atomic::{Ordering, fence};
 use loom_model::{ModelFutex, check};
 use multiproc::queue::raw::spsc::{
-    RawConsumer, RawProducer, RingMemory, SpscState, TryPopError, TryPushError,
+    Fencing, RawConsumer, RawProducer, RingMemory, SpscState, TryPopError, TryPushError,
 };
 
 struct Ring {
@@ -23,46 +32,101 @@ struct Ring {
     futex: ModelFutex,
 }
 
-/// Heap memory for the ring, shared by the two ends.
+/// Heap memory for the ring, shared by the two ends; `receives` says
+/// whether this end's "process" takes part in heavy barriers.
 #[derive(Clone)]
-struct Mem(Arc<Ring>);
+struct Mem {
+    ring: Arc<Ring>,
+    receives: bool,
+}
 
 // SAFETY: one state, a fixed number of slots, each access bounds-checked by
-// `Vec` indexing; loom's UnsafeCell reports any concurrent slot access.
+// `Vec` indexing; loom's UnsafeCell reports any concurrent slot access. The
+// heavy barrier is a SeqCst fence, and so is every light barrier under loom,
+// so a light end's barrier and a waiter's are ordered as membarrier orders
+// them.
 unsafe impl RingMemory for Mem {
     type Item = u32;
     type Waiter = ModelFutex;
 
     fn state(&self) -> &SpscState {
-        &self.0.state
+        &self.ring.state
     }
 
     fn capacity(&self) -> usize {
-        self.0.slots.len()
+        self.ring.slots.len()
     }
 
     fn waiter(&self) -> &ModelFutex {
-        &self.0.futex
+        &self.ring.futex
+    }
+
+    fn receives_heavy_barrier(&self) -> bool {
+        self.receives
+    }
+
+    fn heavy_barrier(&self) -> bool {
+        fence(Ordering::SeqCst);
+        true
     }
 
     unsafe fn write(&self, index: usize, value: u32) {
         // SAFETY: loom's UnsafeCell access; loom itself checks it for races.
-        self.0.slots[index].with_mut(|p| unsafe { *p = value });
+        self.ring.slots[index].with_mut(|p| unsafe { *p = value });
     }
 
     unsafe fn read(&self, index: usize) -> u32 {
         // SAFETY: as in `write`.
-        self.0.slots[index].with(|p| unsafe { *p })
+        self.ring.slots[index].with(|p| unsafe { *p })
     }
 }
 
-fn ring(capacity: usize) -> (RawProducer<Mem>, RawConsumer<Mem>) {
-    let mem = Mem(Arc::new(Ring {
-        state: SpscState::new(),
+/// How a model's ring is fenced, and which ends publish lightly.
+#[derive(Clone, Copy, Debug)]
+enum Setup {
+    /// `Fencing::Symmetric`: both ends `SeqCst`.
+    Symmetric,
+    /// `Fencing::Asymmetric`, both ends light.
+    Asymmetric,
+    /// `Fencing::Asymmetric`, the producer light, the consumer `SeqCst`.
+    LightProducer,
+    /// `Fencing::Asymmetric`, the producer `SeqCst`, the consumer light.
+    LightConsumer,
+}
+
+const SETUPS: [Setup; 4] = [
+    Setup::Symmetric,
+    Setup::Asymmetric,
+    Setup::LightProducer,
+    Setup::LightConsumer,
+];
+
+fn ring_with(capacity: usize, setup: Setup) -> (RawProducer<Mem>, RawConsumer<Mem>) {
+    let (fencing, p_light, c_light) = match setup {
+        Setup::Symmetric => (Fencing::Symmetric, false, false),
+        Setup::Asymmetric => (Fencing::Asymmetric, true, true),
+        Setup::LightProducer => (Fencing::Asymmetric, true, false),
+        Setup::LightConsumer => (Fencing::Asymmetric, false, true),
+    };
+    let ring = Arc::new(Ring {
+        state: SpscState::with_fencing(fencing),
         slots: (0..capacity).map(|_| UnsafeCell::new(0)).collect(),
         futex: ModelFutex::blocking(),
-    }));
-    (RawProducer::new(mem.clone()), RawConsumer::new(mem))
+    });
+    let tx = RawProducer::new(Mem {
+        ring: ring.clone(),
+        receives: p_light,
+    });
+    let rx = RawConsumer::new(Mem {
+        ring,
+        receives: c_light,
+    });
+    assert_eq!((tx.is_light(), rx.is_light()), (p_light, c_light));
+    (tx, rx)
+}
+
+fn ring(capacity: usize) -> (RawProducer<Mem>, RawConsumer<Mem>) {
+    ring_with(capacity, Setup::Symmetric)
 }
 
 /// Capacity 2, three items pushed and popped with blocking calls: each
@@ -70,8 +134,15 @@ fn ring(capacity: usize) -> (RawProducer<Mem>, RawConsumer<Mem>) {
 /// some interleavings, the consumer for items in others.
 #[test]
 fn blocking_items_in_order() {
-    check(3, || {
-        let (mut tx, mut rx) = ring(2);
+    for setup in SETUPS {
+        println!("{setup:?}");
+        blocking_items_in_order_with(setup);
+    }
+}
+
+fn blocking_items_in_order_with(setup: Setup) {
+    check(3, move || {
+        let (mut tx, mut rx) = ring_with(2, setup);
         let t = loom::thread::spawn(move || {
             for v in 1..=3 {
                 tx.push(v, None).unwrap();
@@ -86,12 +157,41 @@ fn blocking_items_in_order() {
     });
 }
 
+/// The smallest lost-wake-up model: one push against a consumer that may
+/// be going to sleep, and one pop against a producer that may be going to
+/// sleep on a full ring of one. A wake-up lost by either Dekker pair is a
+/// deadlock here.
+#[test]
+fn single_push_wakes_sleeping_consumer() {
+    for setup in SETUPS {
+        println!("{setup:?}");
+        check(3, move || {
+            let (mut tx, mut rx) = ring_with(1, setup);
+            let t = loom::thread::spawn(move || {
+                tx.push(1, None).unwrap();
+                tx.push(2, None).unwrap();
+            });
+            assert_eq!(rx.pop(None), Ok(1));
+            assert_eq!(rx.pop(None), Ok(2));
+            t.join().unwrap();
+            assert_eq!(rx.memory().state().waiters(), (0, 0));
+        });
+    }
+}
+
 /// A push then a close: a consumer that may be asleep is woken, gets the
 /// item, then `Closed`; a push after the close is refused with its value.
 #[test]
 fn close_drains_then_reports_closed() {
-    check(3, || {
-        let (mut tx, mut rx) = ring(2);
+    for setup in SETUPS {
+        println!("{setup:?}");
+        close_drains_then_reports_closed_with(setup);
+    }
+}
+
+fn close_drains_then_reports_closed_with(setup: Setup) {
+    check(3, move || {
+        let (mut tx, mut rx) = ring_with(2, setup);
         let t = loom::thread::spawn(move || {
             tx.push(7, None).unwrap();
             tx.close();
@@ -107,8 +207,15 @@ fn close_drains_then_reports_closed() {
 /// reports with its value.
 #[test]
 fn close_wakes_blocked_producer() {
-    check(3, || {
-        let (mut tx, rx) = ring(1);
+    for setup in SETUPS {
+        println!("{setup:?}");
+        close_wakes_blocked_producer_with(setup);
+    }
+}
+
+fn close_wakes_blocked_producer_with(setup: Setup) {
+    check(3, move || {
+        let (mut tx, rx) = ring_with(1, setup);
         assert!(tx.try_push(1).is_ok());
         let t =
             loom::thread::spawn(move || matches!(tx.push(2, None), Err(TryPushError::Closed(2))));
@@ -122,8 +229,15 @@ fn close_wakes_blocked_producer() {
 /// batch moves nothing; all arrive once, in order.
 #[test]
 fn batches_in_order() {
-    check(2, || {
-        let (mut tx, mut rx) = ring(2);
+    for setup in SETUPS {
+        println!("{setup:?}");
+        batches_in_order_with(setup);
+    }
+}
+
+fn batches_in_order_with(setup: Setup) {
+    check(2, move || {
+        let (mut tx, mut rx) = ring_with(2, setup);
         let t = loom::thread::spawn(move || {
             let src = [1, 2, 3, 4];
             let mut at = 0;

@@ -20,7 +20,7 @@ fn item(i: u64) -> u64 {
 
 #[test]
 fn ends_are_send_not_clone() {
-    fn send<T: Send>() {}
+    fn send<T: Send + Sync>() {}
     send::<Producer<u64>>();
     send::<Consumer<[u8; 3]>>();
 }
@@ -333,7 +333,8 @@ fn role_spsc_consumer() {
 
 /// The producer end handed over: a forked child pushes through its copy,
 /// then another child attaches a fresh producer from the descriptor and
-/// continues; the consumer sees one stream, in order.
+/// continues; the consumer sees one stream, in order. Our own copy of the
+/// end stayed behind; a handle attached afresh takes the end back.
 #[test]
 fn producer_handed_over() {
     let (mut tx, mut rx) = spsc::channel::<u64>(16).unwrap();
@@ -356,9 +357,67 @@ fn producer_handed_over() {
     for i in 0..16 {
         assert_eq!(rx.try_pop(), Ok(item(i)));
     }
-    // Our own producer copy re-synchronises with the moved tail.
+    drop(tx);
+    let mut tx = Producer::<u64>::attach(&d).unwrap();
     tx.push(item(16)).unwrap();
     assert_eq!(rx.try_pop(), Ok(item(16)));
+}
+
+/// Both ends used here first, then handed to other processes mid-stream
+/// (positions not multiples of the capacity, so slot indices wrap at new
+/// places): a forked child keeps using its up-to-date copy of the consumer,
+/// another child attaches the producer from its descriptor;
+/// then both ends come back as fresh handles. One stream, in order, no
+/// item lost or repeated.
+#[test]
+fn ends_handed_over_after_use_keep_positions() {
+    const CAP: usize = 5;
+    let (mut tx, mut rx) = spsc::channel::<u64>(CAP).unwrap();
+    let (dt, dr) = (tx.descriptor(), rx.descriptor());
+    // Here: 7 in, 4 out (head 4, tail 7).
+    for i in 0..7 {
+        if i >= CAP as u64 {
+            assert_eq!(rx.try_pop(), Ok(item(i - CAP as u64)));
+        }
+        tx.try_push(item(i)).unwrap();
+    }
+    for i in 2..4 {
+        assert_eq!(rx.try_pop(), Ok(item(i)));
+    }
+    drop(tx);
+    // A child consumes with its forked copy (head 4 at the fork) while
+    // another attaches the producer (tail 7) and pushes the rest.
+    const N: u64 = 1_000;
+    let consumer = fork(|| {
+        for i in 4..N {
+            if rx.pop_timeout(common::DEADLINE) != Ok(item(i)) {
+                return 1;
+            }
+        }
+        0
+    });
+    let producer = fork(|| {
+        let Ok(mut p) = Producer::<u64>::attach(&dt) else {
+            return 2;
+        };
+        for i in 7..N {
+            if p.push_timeout(item(i), common::DEADLINE).is_err() {
+                return 1;
+            }
+        }
+        0
+    });
+    assert_eq!(producer.join(), 0);
+    assert_eq!(consumer.join(), 0);
+    // Back here, as fresh handles: positions N and N.
+    drop(rx);
+    let mut rx = Consumer::<u64>::attach(&dr).unwrap();
+    let mut tx = Producer::<u64>::attach(&dt).unwrap();
+    assert!(rx.is_empty());
+    for i in N..N + 2 * CAP as u64 {
+        tx.try_push(item(i)).unwrap();
+        assert_eq!(rx.try_pop(), Ok(item(i)));
+    }
 }
 
 /// A named-segment channel opened by offset; `open_at` refuses other types.
@@ -386,7 +445,7 @@ fn named_segment_open_at() {
 
 /// Offsets within the object (header at 0): see `ObjectKind::Spsc`.
 const TAIL: usize = 64;
-const CLOSED: usize = 72;
+const CLOSED: usize = 144;
 const HEAD: usize = 192;
 
 /// A peer scribbling over the ring's indices and flags makes our process
@@ -443,7 +502,7 @@ fn scribbled_indices_never_go_out_of_bounds() {
                 peer.write_u64(TAIL, pick(next()));
                 peer.write_u64(HEAD, pick(next()));
             }
-            _ => peer.write_u64(CLOSED, next() % 2),
+            _ => peer.write(CLOSED, &((next() % 2) as u32).to_ne_bytes()),
         }
         assert!(tx.len() <= CAP && rx.len() <= CAP);
         match rx.try_pop() {
@@ -468,10 +527,289 @@ fn scribbled_indices_never_go_out_of_bounds() {
             "byte {off} past the ring was written"
         );
     }
-    // Restored indices make a working ring again.
+    // Restored indices make a working ring again for fresh handles (the
+    // old ones keep their own positions, which the scribbler did not touch).
     peer.write_u64(TAIL, 0);
     peer.write_u64(HEAD, 0);
-    peer.write_u64(CLOSED, 0);
-    tx.push(3).unwrap();
-    assert_eq!(rx.pop(), Ok(3));
+    peer.write(CLOSED, &0u32.to_ne_bytes());
+    drop((tx, rx));
+    let mut tx = Producer::<u64>::open_at(&shm, 0).unwrap();
+    let mut rx = Consumer::<u64>::open_at(&shm, 0).unwrap();
+    tx.push_timeout(3, common::DEADLINE).unwrap();
+    assert_eq!(rx.pop_timeout(common::DEADLINE), Ok(3));
+}
+
+// --------------------------------------------------------------------------
+// Wake-ups, and the fences behind them
+// --------------------------------------------------------------------------
+
+/// Whether this process may use `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`
+/// (what the channel's asymmetric fences need).
+fn membarrier_global_expedited_supported() -> bool {
+    const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
+    const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
+    // SAFETY: a query; it changes nothing.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0) };
+    r >= 0 && r & MEMBARRIER_CMD_GLOBAL_EXPEDITED != 0
+}
+
+/// Makes every later `membarrier` call of this process fail with `EPERM`
+/// (a seccomp filter on all its threads), as a sandbox might.
+fn refuse_membarrier() {
+    const fn stmt(code: u32, k: u32) -> libc::sock_filter {
+        libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        }
+    }
+    // Load the system call number (offset 0 of `seccomp_data`); membarrier:
+    // EPERM; anything else: allow. No architecture check: only this
+    // process's native calls matter here.
+    let mut prog = [
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_membarrier as u32,
+        },
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl/seccomp calls with a valid filter program that
+    // outlives them; the filter only turns membarrier into EPERM.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let r = libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_TSYNC,
+            &fprog as *const libc::sock_fprog,
+        );
+        assert_eq!(r, 0, "seccomp: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            libc::syscall(libc::SYS_membarrier, 0, 0, 0),
+            -1,
+            "membarrier still allowed"
+        );
+    }
+}
+
+/// Where `membarrier` works, a new channel is fenced asymmetrically and both
+/// ends publish with plain stores (the fast path); elsewhere symmetrically.
+#[test]
+fn fencing_follows_membarrier_support() {
+    let (tx, rx) = spsc::channel::<u8>(2).unwrap();
+    let want = if membarrier_global_expedited_supported() {
+        "fencing: Asymmetric, light: true"
+    } else {
+        "fencing: Symmetric, light: false"
+    };
+    for end in [format!("{tx:?}"), format!("{rx:?}")] {
+        assert!(end.contains(want), "{end}");
+    }
+}
+
+/// Rounds in each wake-up test.
+const WAKE_ROUNDS: u64 = 30;
+
+/// Single items, each pushed only once the consumer in another process is
+/// asleep on the futex (and each pop only once the producer sleeps on a
+/// full ring): every one of these wake-ups goes through the eventcount's
+/// fences and the futex, and none may be lost (a lost one shows as a child
+/// past the test's deadline).
+#[test]
+fn every_single_push_wakes_a_sleeping_consumer() {
+    let (mut tx, mut rx) = spsc::channel::<u64>(1).unwrap();
+    let consumer = fork(|| {
+        for i in 0..WAKE_ROUNDS {
+            if rx.pop_timeout(common::DEADLINE) != Ok(item(i)) {
+                return 1;
+            }
+        }
+        0
+    });
+    for i in 0..WAKE_ROUNDS {
+        // The last item was taken, so the next futex sleep is a new one.
+        wait_for(|| tx.is_empty());
+        consumer.wait_until_futex_sleep();
+        tx.push(item(i)).unwrap();
+    }
+    assert_eq!(consumer.join(), 0);
+
+    let (mut tx, mut rx) = spsc::channel::<u64>(1).unwrap();
+    tx.push(item(0)).unwrap();
+    let producer = fork(|| {
+        for i in 1..=WAKE_ROUNDS {
+            if tx.push_timeout(item(i), common::DEADLINE).is_err() {
+                return 1;
+            }
+        }
+        0
+    });
+    for i in 0..WAKE_ROUNDS {
+        wait_for(|| rx.is_full());
+        producer.wait_until_futex_sleep();
+        assert_eq!(rx.pop(), Ok(item(i)));
+    }
+    assert_eq!(producer.join(), 0);
+    assert_eq!(rx.pop(), Ok(item(WAKE_ROUNDS)));
+}
+
+/// Waits (up to the test deadline) until `cond` holds.
+fn wait_for(mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + common::DEADLINE;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "condition not met within the deadline"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// A forked child whose `membarrier` calls are refused after it inherited
+/// the ends of an asymmetric channel: its own publishes stay light (its
+/// process is still registered, inherited from the parent), but its sleeps
+/// cannot issue the heavy barrier, so it sleeps in short slices. It still
+/// gets every item, sleeping before most of them, and the parent, asleep on
+/// the answer channel, is woken by each of its pushes.
+#[test]
+fn forked_waiter_with_membarrier_refused() {
+    let (mut tx, mut rx) = spsc::channel::<u64>(1).unwrap();
+    let (mut back_tx, mut back_rx) = spsc::channel::<u64>(1).unwrap();
+    let child = fork(|| {
+        refuse_membarrier();
+        for i in 0..WAKE_ROUNDS {
+            let Ok(v) = rx.pop_timeout(common::DEADLINE) else {
+                return 1;
+            };
+            if v != item(i) || back_tx.push_timeout(v, common::DEADLINE).is_err() {
+                return 2;
+            }
+        }
+        0
+    });
+    for i in 0..WAKE_ROUNDS {
+        if i % 2 == 0 {
+            wait_for(|| tx.is_empty());
+            child.wait_until_futex_sleep();
+        }
+        tx.push(item(i)).unwrap();
+        assert_eq!(back_rx.pop_timeout(common::DEADLINE), Ok(item(i)));
+    }
+    assert_eq!(child.join(), 0);
+}
+
+/// An unrelated process whose `membarrier` calls are refused from the start
+/// attaches the ends of an asymmetric channel pair: its ends publish with
+/// `SeqCst` swaps (it cannot register) and sleep in short slices (it cannot
+/// issue the heavy barrier); ours stay light. Items bounce both ways, each
+/// side sleeping on the futex in turn; none is lost.
+#[test]
+fn attached_ends_with_membarrier_refused() {
+    let (mut tx, rx) = spsc::channel::<u64>(1).unwrap();
+    let (back_tx, mut back_rx) = spsc::channel::<u64>(1).unwrap();
+    let mut data = Vec::new();
+    for d in [rx.descriptor(), back_tx.descriptor()] {
+        let b = d.to_bytes();
+        data.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        data.extend_from_slice(&b);
+    }
+    let child = std::thread::spawn(move || common::run_self("role_refused_bouncer", &data));
+    for i in 0..WAKE_ROUNDS {
+        tx.push_timeout(item(i), common::DEADLINE).unwrap();
+        assert_eq!(back_rx.pop_timeout(common::DEADLINE), Ok(item(i)));
+    }
+    let (code, out) = child.join().unwrap();
+    assert_eq!(code, 0, "child output:\n{out}");
+    assert!(
+        out.contains("fencing: Asymmetric, light: false")
+            || !membarrier_global_expedited_supported(),
+        "child output:\n{out}"
+    );
+    assert!(
+        out.contains(&format!("bounced {WAKE_ROUNDS}")),
+        "child output:\n{out}"
+    );
+}
+
+/// The child side of [`attached_ends_with_membarrier_refused`].
+#[test]
+fn role_refused_bouncer() {
+    let Some(data) = common::role_data("role_refused_bouncer") else {
+        return;
+    };
+    refuse_membarrier();
+    let len = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
+    let rx_d = Descriptor::from_bytes(&data[4..4 + len]).unwrap();
+    let tx_d = Descriptor::from_bytes(&data[8 + len..]).unwrap();
+    let mut rx = Consumer::<u64>::attach(&rx_d).unwrap();
+    let mut tx = Producer::<u64>::attach(&tx_d).unwrap();
+    println!("{rx:?}");
+    for i in 0..WAKE_ROUNDS {
+        let v = rx.pop_timeout(common::DEADLINE).unwrap();
+        assert_eq!(v, item(i));
+        tx.push_timeout(v, common::DEADLINE).unwrap();
+    }
+    println!("bounced {WAKE_ROUNDS}");
+}
+
+/// A channel made by a process whose `membarrier` calls are refused is
+/// fenced symmetrically, and so are the ends another process opens on it,
+/// though that process could use asymmetric fences: the ring's word, fixed
+/// at creation, decides. Its consumer sleeps and is woken by our pushes.
+#[test]
+fn channel_made_with_membarrier_refused_is_symmetric() {
+    let name = ShmName::new("spsc-sym");
+    let shm = SharedMemory::create(&name.0, spsc::shared_size::<u64>(1)).unwrap();
+    let arg = name.0.clone().into_bytes();
+    let child = std::thread::spawn(move || common::run_self("role_symmetric_maker", &arg));
+    let end = Instant::now() + common::DEADLINE;
+    let mut tx = loop {
+        match Producer::<u64>::open_at(&shm, 0) {
+            Ok(tx) => break tx,
+            Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) => panic!("the child never made its channel: {e}"),
+        }
+    };
+    assert!(
+        format!("{tx:?}").contains("fencing: Symmetric, light: false"),
+        "{tx:?}"
+    );
+    for i in 0..WAKE_ROUNDS {
+        tx.push_timeout(item(i), common::DEADLINE).unwrap();
+    }
+    let (code, out) = child.join().unwrap();
+    assert_eq!(code, 0, "child output:\n{out}");
+    assert!(
+        out.contains(&format!("took {WAKE_ROUNDS}")),
+        "child output:\n{out}"
+    );
+}
+
+/// The child side of [`channel_made_with_membarrier_refused_is_symmetric`].
+#[test]
+fn role_symmetric_maker() {
+    let Some(data) = common::role_data("role_symmetric_maker") else {
+        return;
+    };
+    refuse_membarrier();
+    let shm = SharedMemory::open(std::str::from_utf8(&data).unwrap()).unwrap();
+    let (_tx, mut rx) = spsc::channel_at::<u64>(&shm, 0, 1).unwrap();
+    let dbg = format!("{rx:?}");
+    assert!(dbg.contains("fencing: Symmetric, light: false"), "{dbg}");
+    for i in 0..WAKE_ROUNDS {
+        assert_eq!(rx.pop_timeout(common::DEADLINE), Ok(item(i)));
+    }
+    println!("took {WAKE_ROUNDS}");
 }

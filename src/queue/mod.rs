@@ -4,6 +4,9 @@
 pub mod raw;
 
 #[cfg(not(loom))]
+mod membarrier;
+
+#[cfg(not(loom))]
 pub mod spsc;
 
 #[cfg(not(loom))]

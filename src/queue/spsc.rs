@@ -12,7 +12,10 @@
 //! [`push_slice`](Producer::push_slice) and [`pop_into`](Consumer::pop_into)
 //! publish the index once per batch. A blocking [`push`](Producer::push) or
 //! [`pop`](Consumer::pop) spins briefly, then sleeps on a shared futex (an
-//! eventcount); with nobody asleep, pushes and pops make no system call.
+//! eventcount); with nobody asleep, pushes and pops make no system call and
+//! no locked instruction: the side that goes to sleep pays for not missing
+//! its wake-up, with one `membarrier(2)` call (where the kernel allows it;
+//! elsewhere every push and pop pays a locked instruction instead).
 //!
 //! After [`Producer::close`], pushes fail with `Closed` and pops drain what
 //! is left, then report `Closed`: the end-of-stream marker (Python's
@@ -24,12 +27,17 @@
 //! `Producer` and `Consumer` are [`Send`] but not [`Clone`], and their
 //! operations take `&mut self`, so within a process the type system holds
 //! that line. Across processes it is the user's job: after a `fork` both
-//! processes hold both ends, and each end must be used by one of them only;
-//! an end handed over (attached elsewhere) must no longer be used where it
-//! came from, until it is handed back. Using one end from two places at
-//! once can lose, duplicate or garble items, never cause undefined
-//! behaviour: every slot index is computed locally modulo the capacity, and
-//! shared indices that make no sense read as "no items" or "no room".
+//! processes hold both ends, and each end must be used by one of them only.
+//! A handle keeps its end's position in process memory, as rtrb does: a
+//! forked copy knows where the end was at the fork, and a handle made by
+//! [`attach`](Producer::attach) or [`open_at`](Producer::open_at) starts
+//! where the end was left. So an end is handed over by a copy or a
+//! descriptor, and the handle it came from is not used again; to take the
+//! end back, attach a fresh handle. Using one end from two places (or an
+//! old copy after another moved the end on) can lose, duplicate or garble
+//! items, never cause undefined behaviour: every slot index is computed
+//! locally modulo the capacity, and shared indices that make no sense read
+//! as "no items" or "no room".
 //! Dropping an end does not close the channel (a forked child's copy may
 //! still be in use); call [`close`](Producer::close).
 //!
@@ -65,7 +73,10 @@ use bytemuck::Pod;
 pub use crate::queue::raw::spsc::{Closed, TryPopError, TryPushError};
 
 use crate::error::{Error, Result};
-use crate::queue::raw::spsc::{RawConsumer, RawProducer, RingMemory, STATE_BYTES, SpscState};
+use crate::queue::membarrier;
+use crate::queue::raw::spsc::{
+    Fencing, RawConsumer, RawProducer, RingMemory, STATE_BYTES, SpscState,
+};
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
@@ -77,9 +88,23 @@ pub const MAX_CAPACITY: usize = u32::MAX as usize;
 
 /// A ring placed in shared memory: the ring state right before the slots.
 struct Mapped<T> {
+    /// Slot 0: `obj.data()`, computed once (the hot path then does not walk
+    /// from the handle to the segment's mapping on every access).
+    slots: *mut T,
+    /// The ring state, the [`STATE_BYTES`] before slot 0.
+    state: *const SpscState,
+    /// Keeps the mapping (and so both pointers) alive.
     obj: Placed,
     _t: PhantomData<T>,
 }
+
+// SAFETY: the pointers are a cached `obj.data()`, valid wherever `obj` is
+// (which is Send and Sync); the state is only atomics, and slots are copied
+// in and out, so the handle is as sendable and shareable as `T` itself, as
+// it was with `PhantomData<T>` alone.
+unsafe impl<T: Send> Send for Mapped<T> {}
+// SAFETY: as for Send.
+unsafe impl<T: Sync> Sync for Mapped<T> {}
 
 impl<T> fmt::Debug for Mapped<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -88,9 +113,22 @@ impl<T> fmt::Debug for Mapped<T> {
 }
 
 impl<T> Mapped<T> {
+    fn new(obj: Placed) -> Self {
+        let data = obj.data();
+        Mapped {
+            slots: data.cast::<T>(),
+            // SAFETY: kind Spsc puts element 0 at 5 * 64 bytes past the
+            // header (or later, aligned), so the STATE_BYTES before it lie
+            // inside the object, after the header, 64-aligned.
+            state: unsafe { data.sub(STATE_BYTES) }.cast::<SpscState>(),
+            obj,
+            _t: PhantomData,
+        }
+    }
+
     #[inline]
     fn slots(&self) -> *mut T {
-        self.obj.data().cast::<T>()
+        self.slots
     }
 }
 
@@ -98,19 +136,20 @@ impl<T> Mapped<T> {
 // layout of one object (never from shared memory) and stay put while `obj`
 // keeps the mapping alive; the capacity is the layout's length. Slots are
 // accessed with volatile or `copy_nonoverlapping` copies of `Pod` values,
-// which are sound however a peer scribbles over the bytes.
+// which are sound however a peer scribbles over the bytes. This process
+// says it receives heavy barriers only once the kernel has registered it for
+// `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, which is what `heavy_barrier` issues
+// (see `queue/membarrier.rs`).
 unsafe impl<T: Pod> RingMemory for Mapped<T> {
     type Item = T;
     type Waiter = Futex;
 
     #[inline]
     fn state(&self) -> &SpscState {
-        // SAFETY: kind Spsc puts element 0 at 5 * 64 bytes past the header
-        // (or later, aligned), so the STATE_BYTES before it lie inside the
-        // object, after the header, 64-aligned; SpscState is only atomics,
-        // valid for any bytes (zeroed at creation); the mapping outlives
-        // `&self`.
-        unsafe { &*self.obj.data().sub(STATE_BYTES).cast::<SpscState>() }
+        // SAFETY: `state` points at the STATE_BYTES inside the object (see
+        // `Mapped::new`); SpscState is only atomics, valid for any bytes
+        // (zeroed at creation); the mapping outlives `&self`.
+        unsafe { &*self.state }
     }
 
     #[inline]
@@ -121,6 +160,15 @@ unsafe impl<T: Pod> RingMemory for Mapped<T> {
     #[inline]
     fn waiter(&self) -> &Futex {
         &Futex
+    }
+
+    fn receives_heavy_barrier(&self) -> bool {
+        membarrier::register()
+    }
+
+    #[cold]
+    fn heavy_barrier(&self) -> bool {
+        membarrier::heavy_barrier()
     }
 
     #[inline]
@@ -161,8 +209,22 @@ fn layout<T>(capacity: usize) -> Result<ObjectLayout> {
 }
 
 fn make<T: Pod>(place: Place<'_>, capacity: usize) -> Result<(Producer<T>, Consumer<T>)> {
-    let obj = place.make(layout::<T>(capacity)?, |_| {
-        // The payload is zeroed: an empty, open ring.
+    // Asymmetric fences if this process can take part in them; an attacher
+    // that cannot publishes symmetrically, and one whose heavy barriers fail
+    // sleeps in short slices (see `queue/raw/spsc.rs`).
+    let fencing = if membarrier::register() {
+        Fencing::Asymmetric
+    } else {
+        Fencing::Symmetric
+    };
+    let obj = place.make(layout::<T>(capacity)?, |data| {
+        // The payload is zeroed: an empty, open ring, fenced symmetrically
+        // until we say otherwise.
+        // SAFETY: as in `Mapped::state`: the STATE_BYTES before the slots
+        // lie inside the object, 64-aligned, and hold only atomics; nobody
+        // else sees the object before it is published.
+        let st = unsafe { &*data.sub(STATE_BYTES).cast::<SpscState>() };
+        st.init_fencing(fencing);
     })?;
     Ok((
         Producer::from_placed(obj.clone()),
@@ -279,6 +341,8 @@ impl<T: Pod> fmt::Debug for Producer<T> {
             .field("len", &self.len())
             .field("capacity", &self.capacity())
             .field("closed", &self.is_closed())
+            .field("fencing", &self.state().fencing())
+            .field("light", &self.raw.is_light())
             .field("place", &self.raw.memory().obj)
             .finish()
     }
@@ -289,10 +353,7 @@ impl<T: Pod> Producer<T> {
 
     fn from_placed(obj: Placed) -> Self {
         Producer {
-            raw: RawProducer::new(Mapped {
-                obj,
-                _t: PhantomData,
-            }),
+            raw: RawProducer::new(Mapped::new(obj)),
         }
     }
 
@@ -541,6 +602,8 @@ impl<T: Pod> fmt::Debug for Consumer<T> {
             .field("len", &self.len())
             .field("capacity", &self.capacity())
             .field("closed", &self.is_closed())
+            .field("fencing", &self.state().fencing())
+            .field("light", &self.raw.is_light())
             .field("place", &self.raw.memory().obj)
             .finish()
     }
@@ -551,10 +614,7 @@ impl<T: Pod> Consumer<T> {
 
     fn from_placed(obj: Placed) -> Self {
         Consumer {
-            raw: RawConsumer::new(Mapped {
-                obj,
-                _t: PhantomData,
-            }),
+            raw: RawConsumer::new(Mapped::new(obj)),
         }
     }
 

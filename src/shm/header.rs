@@ -33,7 +33,7 @@ pub(crate) const HEADER_SIZE: usize = 64;
 /// `b"MPROCOBJ"` read as a little-endian integer.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MPROCOBJ");
 /// The layout version this build writes and reads.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// High half of a published `ready` word.
 const READY_TAG: u32 = 0x4D50_0000; // "MP"
 /// The ready word of a header being initialised.
@@ -139,8 +139,9 @@ impl ObjectKind {
             // Lock word alone in its line; data starts on the next line so
             // bulk copies run on 64-byte aligned memory.
             ObjectKind::Array => 2 * HEADER_SIZE,
-            // Producer line (tail, closed), wait line, consumer line (head),
-            // a spacer line; slots start on the line after. Tail and head
+            // Spsc: producer line (tail), wait line (eventcounts, closed
+            // flag, fencing word), consumer line (head), a spacer line;
+            // slots start on the line after. Tail and head
             // lie 128 bytes apart, so not even the adjacent-line prefetcher
             // pairs them.
             // Mpmc: the same four lines (tail, wait, head, spacer).

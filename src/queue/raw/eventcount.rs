@@ -32,11 +32,56 @@
 //! a shared line per queue operation even when nobody waits; here the bump
 //! happens only when the notifier sees a waiter, so the common path is one
 //! load of a line that stays shared in every cache.
+//!
+//! # Asymmetric fences
+//!
+//! The Dekker pair needs a store-load fence on both sides. With `SeqCst`
+//! accesses the notifier pays for it on every notification (a locked
+//! instruction that waits until its store owns the cache line, which the
+//! other side is reading). [`notify_light`](EventCount::notify_light) and
+//! [`wait_until_fenced`](EventCount::wait_until_fenced) move the whole cost
+//! to the waiter, which is about to sleep anyway: the notifier's state store
+//! is a plain `Release` store and its fence only a compiler fence (the
+//! *light* barrier), and the waiter, after announcing itself, issues a
+//! *heavy* barrier that makes every thread of every notifying process
+//! execute a full fence (Linux `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`,
+//! as Folly's `asymmetricHeavyBarrier` does within one process). Each
+//! notifier's fence then falls somewhere in its program: before its state
+//! store (so its later read of `waiters` sees the announcement), or after it
+//! (so the store is visible to the waiter's re-check). A notifier that is not
+//! running has passed through the scheduler's full fences, which the kernel
+//! counts for it. This pairing (a compiler barrier in one thread against
+//! `sys_membarrier` in another) is the one the kernel's `membarrier`
+//! documents as ordered. The heavy barrier is injected (a closure), so the
+//! algorithm stays free of system calls; loom models both barriers as
+//! `SeqCst` fences.
+//!
+//! A waiter whose heavy barrier fails (the system call refused by this
+//! process's seccomp filter, say) cannot trust a light notifier; it then
+//! sleeps in slices of [`DEGRADED_SLICE`] and re-checks after each, so a
+//! missed notification costs at most one slice, never a wake-up.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::sync::raw::futex::{SPIN_ROUNDS, WAKE_ALL, Waiter, backoff, load_sc, time_left};
+
+/// The longest sleep of a waiter whose heavy barrier failed (see the module
+/// documentation): the most a missed notification can delay it.
+pub const DEGRADED_SLICE: Duration = Duration::from_millis(1);
+
+/// The light half of an asymmetric fence: keeps the compiler from moving
+/// the notifier's read of `waiters` above its state store; the CPU may still
+/// do so, and the waiter's heavy barrier covers that. Under loom, which has
+/// no heavy barrier to pair with, a `SeqCst` fence (the two `SeqCst` fences
+/// of the model then order the pair as the real barriers do).
+#[inline]
+fn light_barrier() {
+    #[cfg(not(loom))]
+    crate::loom::atomic::compiler_fence(Ordering::SeqCst);
+    #[cfg(loom)]
+    crate::loom::atomic::fence(Ordering::SeqCst);
+}
 
 /// The two words of an eventcount, living anywhere (heap or shared memory).
 ///
@@ -83,6 +128,26 @@ impl EventCount {
         }
     }
 
+    /// [`notify`](Self::notify) for a notifier on the light side of an
+    /// asymmetric fence: call it right after a plain `Release` store of the
+    /// state that waiters' conditions read, in a process whose threads take
+    /// part in the heavy barrier that waiters pass to
+    /// [`wait_until_fenced`](Self::wait_until_fenced). No locked instruction,
+    /// no write, no system call when nobody waits.
+    #[inline]
+    pub fn notify_light<W: Waiter>(&self, waiter: &W) {
+        light_barrier();
+        // SYNC: the notifier's side of the asymmetric Dekker pair (the
+        // caller's Release state store, the light barrier, this read);
+        // pairs with the announcement, the heavy barrier, then the condition
+        // re-check in `wait_until_fenced`. Relaxed: the heavy barrier, not
+        // this load, orders the pair; what the waiter must see is published
+        // by the bump in `notify_slow`.
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            self.notify_slow(waiter);
+        }
+    }
+
     #[cold]
     fn notify_slow<W: Waiter>(&self, waiter: &W) {
         // SYNC: the release half of this bump pairs with the SeqCst key read
@@ -105,6 +170,36 @@ impl EventCount {
         &self,
         waiter: &W,
         deadline: Option<Instant>,
+        ready: impl FnMut() -> bool,
+    ) -> bool {
+        self.wait(waiter, deadline, None::<fn() -> bool>, ready)
+    }
+
+    /// [`wait_until`](Self::wait_until) for a waiter whose notifiers may use
+    /// [`notify_light`](Self::notify_light): after announcing itself it
+    /// calls `heavy_barrier` once, which must make every thread of every
+    /// process that notifies lightly execute a full fence, and return
+    /// whether it did. If it did not, the waiter sleeps at most
+    /// [`DEGRADED_SLICE`] at a time. `ready` may read the state with
+    /// `Acquire` loads: the heavy barrier orders them after the
+    /// announcement.
+    #[inline]
+    pub fn wait_until_fenced<W: Waiter>(
+        &self,
+        waiter: &W,
+        deadline: Option<Instant>,
+        heavy_barrier: impl FnOnce() -> bool,
+        ready: impl FnMut() -> bool,
+    ) -> bool {
+        self.wait(waiter, deadline, Some(heavy_barrier), ready)
+    }
+
+    #[inline]
+    fn wait<W: Waiter>(
+        &self,
+        waiter: &W,
+        deadline: Option<Instant>,
+        heavy_barrier: Option<impl FnOnce() -> bool>,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
         // Step 1: spin a little; the other side is likely to be busy on
@@ -115,12 +210,34 @@ impl EventCount {
             }
             backoff(round);
         }
+        self.sleep(waiter, deadline, heavy_barrier, ready)
+    }
+
+    #[cold]
+    fn sleep<W: Waiter>(
+        &self,
+        waiter: &W,
+        deadline: Option<Instant>,
+        heavy_barrier: Option<impl FnOnce() -> bool>,
+        mut ready: impl FnMut() -> bool,
+    ) -> bool {
         // Step 2: announce ourselves, so that every later notify wakes us.
         // SYNC: first half of the waiter's side of the Dekker pair: this
         // SeqCst RMW, then the SeqCst reads inside `ready`, pair with the
         // notifier's SeqCst state store, then the SeqCst read of `waiters`,
-        // in `notify`.
+        // in `notify`. With asymmetric fences, the heavy barrier below comes
+        // between this announcement and the reads in `ready` (pairs with the
+        // Release state store, the light barrier and the read of `waiters`
+        // in `notify_light`).
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        // Step 2b (asymmetric fences only): the heavy barrier, once: every
+        // notifier's later read of `waiters` sees the announcement, or its
+        // earlier state store is visible to every re-check below. If it
+        // failed, a light notify may miss us: sleep in slices.
+        let slice = match heavy_barrier.map(|barrier| barrier()) {
+            Some(false) => Some(DEGRADED_SLICE),
+            _ => None,
+        };
         let got = loop {
             // Step 3: take the key before re-checking, so that a notify after
             // the re-check changes `seq` and the sleep below returns at once.
@@ -131,6 +248,10 @@ impl EventCount {
             }
             let Ok(timeout) = time_left(deadline) else {
                 break false;
+            };
+            let timeout = match (timeout, slice) {
+                (Some(t), Some(s)) => Some(t.min(s)),
+                (t, s) => t.or(s),
             };
             // Sleeps only while `seq == key`.
             waiter.wait(&self.seq, key, timeout);

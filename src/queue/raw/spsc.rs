@@ -17,13 +17,15 @@
 //! harmless: it is never ahead of the truth, so it can only under-report
 //! items or room.
 //!
-//! Each side re-reads its *own* shared index on every operation and
-//! re-synchronises (slot index, cached copy) if it differs from the local
-//! one: another handle used this end in between (the end was handed to
-//! another process, or a forked child's copy was used). That keeps
-//! sequential hand-over of an end correct; two handles using one end at the
-//! same time is a user error that can lose or duplicate items, nothing
-//! worse.
+//! Each end keeps its *own* position in the handle, as rtrb does, and only
+//! ever writes the shared copy: the hot path reads no shared word but the
+//! other side's index (when its cached copy runs out) and the read-mostly
+//! wait line. A handle reads the shared copy of its own position once, when
+//! it is made ([`RawProducer::new`], [`RawConsumer::new`]), so a handle
+//! attached in another process starts where the end was left. A *copy* of a
+//! handle (a forked child's) does not see what another copy did since: using
+//! an end again after another copy moved it is a misuse that can lose,
+//! duplicate or garble items, nothing worse; the way back is a fresh handle.
 //!
 //! # Bad shared state
 //!
@@ -36,14 +38,30 @@
 //!
 //! # Memory order
 //!
-//! The producer writes slots, then publishes `tail` with a `SeqCst` swap
-//! (its Release half publishes the slots to the consumer's Acquire load of
-//! `tail`; its SeqCst half is the state store of the eventcount's Dekker
-//! pair). The consumer mirrors that with `head`: it reads slots, then
-//! publishes `head`, so the producer's Acquire load of `head` lets it
-//! overwrite them. The Dekker pair costs one locked instruction (`xchg`)
-//! per publish, which is what "no system call when nobody waits" costs in
-//! any eventcount; a batch publishes once, so batches amortise it.
+//! The producer writes slots, then publishes `tail` with a `Release` store
+//! (the consumer's `Acquire` load of `tail` then sees the slots). The
+//! consumer mirrors that with `head`: it reads slots, then publishes `head`,
+//! so the producer's `Acquire` load of `head` lets it overwrite them.
+//!
+//! Publishing an index is also the state store of an eventcount's Dekker
+//! pair ("publish, then look for a sleeper" against the sleeper's "announce,
+//! then re-check the index"). How that pair is fenced is fixed when the ring
+//! is made ([`Fencing`], a word in the shared state):
+//!
+//! * [`Fencing::Symmetric`]: the publish is a `SeqCst` swap (one `xchg`, a
+//!   locked instruction that waits until the store owns the cache line the
+//!   other side keeps reading), and waiters re-check with `SeqCst` loads.
+//! * [`Fencing::Asymmetric`]: the publish is a plain `Release` store and a
+//!   compiler fence ([`EventCount::notify_light`]); a waiter, after
+//!   announcing itself, issues the heavy barrier of
+//!   [`RingMemory::heavy_barrier`] (Linux `membarrier`), so the fence costs
+//!   nothing per item and a few microseconds per sleep. An end whose process
+//!   does not receive heavy barriers ([`RingMemory::receives_heavy_barrier`])
+//!   publishes symmetrically even in such a ring, which is correct against
+//!   either kind of waiter.
+//!
+//! `close` is always a `SeqCst` swap followed by a `SeqCst` read of the
+//! waiters: rare, and correct against both kinds of waiter.
 
 use std::time::Instant;
 
@@ -73,17 +91,31 @@ fn store_sc64(word: &AtomicU64, value: u64) {
     word.swap(value, Ordering::SeqCst);
 }
 
+/// How the Dekker pairs of a ring are fenced (see the module
+/// documentation); fixed when the ring is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fencing {
+    /// `SeqCst` publishes and re-checks: a locked instruction per publish.
+    Symmetric,
+    /// `Release` publishes with a compiler fence; sleepers issue a heavy
+    /// barrier before their re-check.
+    Asymmetric,
+}
+
+/// The word value of [`Fencing::Asymmetric`]; any other value (0 in a
+/// zeroed ring) reads as [`Fencing::Symmetric`].
+const ASYMMETRIC: u32 = 1;
+
 /// The producer's cache line: written only by the producer.
 #[repr(C, align(64))]
 #[derive(Debug)]
 struct ProducerLine {
     /// Position after the last published item.
     tail: AtomicU64,
-    /// Non-zero once the channel is closed.
-    closed: AtomicU32,
 }
 
-/// The wait line: written only when somebody sleeps.
+/// The wait line: read on every publish, written only when somebody sleeps
+/// or closes (so it stays in both sides' caches).
 #[repr(C, align(64))]
 #[derive(Debug)]
 struct WaitLine {
@@ -91,6 +123,11 @@ struct WaitLine {
     readable: EventCount,
     /// The producer waits here for room (or the close).
     writable: EventCount,
+    /// Non-zero once the channel is closed.
+    closed: AtomicU32,
+    /// [`ASYMMETRIC`] or not; written before the ring is published, read
+    /// when an end is made.
+    fencing: AtomicU32,
 }
 
 /// The consumer's cache line: written only by the consumer.
@@ -108,13 +145,15 @@ struct Spacer([u8; 64]);
 
 /// The shared words of an SPSC ring: heap-allocated (loom models) or in
 /// mapped memory (the typed [`spsc`](crate::spsc) handles). Only ever
-/// accessed through atomics; all-zero bytes are an empty, open ring.
+/// accessed through atomics; all-zero bytes are an empty, open ring with
+/// [`Fencing::Symmetric`].
 ///
 /// ```text
-/// +0    tail (u64), closed (u32)        producer's line
-/// +64   readable, writable eventcounts  wait line
-/// +128  head (u64)                      consumer's line
-/// +192  spacer                          (slots follow at +256)
+/// +0    tail (u64)                                  producer's line
+/// +64   readable, writable eventcounts, closed,     wait line
+///       fencing (u32 each)
+/// +128  head (u64)                                  consumer's line
+/// +192  spacer                                      (slots follow at +256)
 /// ```
 #[repr(C)]
 #[derive(Debug)]
@@ -138,21 +177,52 @@ impl Default for SpscState {
 }
 
 impl SpscState {
-    /// An empty, open ring's words.
+    /// An empty, open ring's words, fenced symmetrically.
     pub fn new() -> Self {
-        SpscState {
+        Self::with_fencing(Fencing::Symmetric)
+    }
+
+    /// An empty, open ring's words, fenced as `fencing` says.
+    pub fn with_fencing(fencing: Fencing) -> Self {
+        let st = SpscState {
             producer: ProducerLine {
                 tail: AtomicU64::new(0),
-                closed: AtomicU32::new(0),
             },
             wait: WaitLine {
                 readable: EventCount::new(),
                 writable: EventCount::new(),
+                closed: AtomicU32::new(0),
+                fencing: AtomicU32::new(0),
             },
             consumer: ConsumerLine {
                 head: AtomicU64::new(0),
             },
             _spacer: Spacer([0; 64]),
+        };
+        st.init_fencing(fencing);
+        st
+    }
+
+    /// Sets the fencing of a ring nobody uses yet (in shared memory: before
+    /// the object's header is published, whose `Release` store makes it
+    /// visible to every process that attaches).
+    pub(crate) fn init_fencing(&self, fencing: Fencing) {
+        let word = match fencing {
+            Fencing::Symmetric => 0,
+            Fencing::Asymmetric => ASYMMETRIC,
+        };
+        // Relaxed: published with the ring (see above).
+        self.wait.fencing.store(word, Ordering::Relaxed);
+    }
+
+    /// The ring's fencing, as written when it was made.
+    pub fn fencing(&self) -> Fencing {
+        // Relaxed: written before the ring was handed to anyone (see
+        // `init_fencing`).
+        if self.wait.fencing.load(Ordering::Relaxed) == ASYMMETRIC {
+            Fencing::Asymmetric
+        } else {
+            Fencing::Symmetric
         }
     }
 
@@ -160,13 +230,15 @@ impl SpscState {
     /// report [`TryPopError::Closed`]. Wakes both sides if they sleep.
     /// Closing twice is harmless.
     pub fn close<W: Waiter>(&self, waiter: &W) {
-        // SYNC: the Release half pairs with the Acquire load of `closed` in
-        // `RawConsumer::empty_or_closed`: a consumer that sees the close
-        // sees every `tail` published before it. SeqCst (a swap, see
-        // `store_sc64`): the state store of both eventcounts' Dekker pairs,
-        // with the SeqCst re-checks in `RawConsumer::pop_slow` and
-        // `RawProducer::push_slow`.
-        self.producer.closed.swap(1, Ordering::SeqCst);
+        // SYNC: the Release half pairs with the Acquire loads of `closed` in
+        // `RawConsumer::empty_or_closed` and in the waiters' re-checks: a
+        // consumer that sees the close sees every `tail` published before
+        // it. SeqCst (a swap, see `store_sc64`), then the SeqCst reads of
+        // `waiters` in `notify`: the state store of both eventcounts'
+        // Dekker pairs, with the re-checks in `RawConsumer::pop_slow` and
+        // `RawProducer::push_slow` (SeqCst loads, or Acquire loads after a
+        // heavy barrier: either way a full fence on both sides).
+        self.wait.closed.swap(1, Ordering::SeqCst);
         self.wait.readable.notify(waiter);
         self.wait.writable.notify(waiter);
     }
@@ -174,7 +246,7 @@ impl SpscState {
     /// Whether the ring was closed.
     #[inline]
     pub fn is_closed(&self) -> bool {
-        self.producer.closed.load(Ordering::Relaxed) != 0
+        self.wait.closed.load(Ordering::Relaxed) != 0
     }
 
     /// Items in the ring now (a snapshot), `0..=capacity`.
@@ -215,6 +287,13 @@ impl SpscState {
 /// access one slot at the same time except when the shared indices were
 /// scribbled over (then the implementation must still be memory-safe, as
 /// volatile copies of `Pod` values are).
+///
+/// [`receives_heavy_barrier`](Self::receives_heavy_barrier) may return
+/// `true` only if every later [`heavy_barrier`](Self::heavy_barrier) that
+/// returns `true`, issued by any user of a ring of this memory, makes every
+/// thread of this process that may use the ring execute a full memory fence
+/// (or pass through one, as a thread that is not running does) before it
+/// returns: the light side of the asymmetric Dekker pair relies on it.
 pub unsafe trait RingMemory {
     /// The slot type.
     type Item: Copy;
@@ -226,6 +305,16 @@ pub unsafe trait RingMemory {
     fn capacity(&self) -> usize;
     /// The futex to sleep on.
     fn waiter(&self) -> &Self::Waiter;
+    /// Whether this process's threads take part in every
+    /// [`heavy_barrier`](Self::heavy_barrier) (asked once, when an end is
+    /// made, and only of a ring with [`Fencing::Asymmetric`]); an end whose
+    /// answer is `false` publishes with `SeqCst` swaps.
+    fn receives_heavy_barrier(&self) -> bool;
+    /// The heavy half of an asymmetric fence: a full memory fence on every
+    /// thread of every process that [receives](Self::receives_heavy_barrier)
+    /// it, and on the caller's. Returns `false` if it could not be done
+    /// (the waiter then sleeps in short slices).
+    fn heavy_barrier(&self) -> bool;
     /// Writes slot `index`.
     ///
     /// # Safety
@@ -343,14 +432,83 @@ impl<T> std::fmt::Display for Closed<T> {
 
 impl<T> std::error::Error for Closed<T> {}
 
-/// Advances slot index `idx` by `n` (`n <= cap`) with wrap-around.
-#[inline]
-fn wrap_add(idx: usize, n: usize, cap: usize) -> usize {
-    // idx < cap and n <= cap, so the sum is below 2 * cap, which fits:
-    // capacity is bounded by the layout (a slot is at least a byte, or the
-    // typed layer's own limit).
-    let s = idx + n;
-    if s >= cap { s - cap } else { s }
+/// An end's own position, kept in its handle as the position of slot 0 in
+/// the current lap plus a slot index, so that a single-item step writes one
+/// word (the index) and never divides; plus the limit the other side's
+/// position allows, so that the hot path compares one word.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// Position of slot 0 in the current lap (a multiple of the capacity
+    /// past the position the handle started from, less its slot index).
+    base: u64,
+    /// Slot index of the position, `< cap`.
+    idx: usize,
+    /// The first position this end may not pass: for the producer, the
+    /// consumer's `head` (when last read) plus the capacity; for the
+    /// consumer, the producer's `tail` (when last read). Never below the
+    /// position; at most the capacity above it.
+    limit: u64,
+}
+
+impl Cursor {
+    /// A cursor at `pos` with nothing known to be available.
+    fn at(pos: u64, cap: usize) -> Cursor {
+        let idx = (pos % cap as u64) as usize;
+        Cursor {
+            base: pos - idx as u64,
+            idx,
+            limit: pos,
+        }
+    }
+
+    /// The position.
+    #[inline]
+    fn pos(&self) -> u64 {
+        self.base.wrapping_add(self.idx as u64)
+    }
+
+    /// Slots (or items) this end may move now, as far as it knows.
+    #[inline]
+    fn available(&self) -> usize {
+        // At most the capacity (see `limit`), so it fits.
+        self.limit.wrapping_sub(self.pos()) as usize
+    }
+
+    /// Sets the limit to `limit` if it lies within `cap` above the position,
+    /// else (a scribbled index) to the position: nothing available.
+    #[inline]
+    fn set_limit(&mut self, limit: u64, cap: usize) -> usize {
+        let pos = self.pos();
+        self.limit = if limit.wrapping_sub(pos) <= cap as u64 {
+            limit
+        } else {
+            pos
+        };
+        self.available()
+    }
+
+    /// Moves on by one slot.
+    #[inline]
+    fn step(&mut self, cap: usize) {
+        self.idx += 1;
+        if self.idx == cap {
+            self.idx = 0;
+            self.base = self.base.wrapping_add(cap as u64);
+        }
+    }
+
+    /// Moves on by `n <= cap` slots.
+    #[inline]
+    fn advance(&mut self, n: usize, cap: usize) {
+        // idx < cap and n <= cap, so the sum is below 2 * cap, which fits:
+        // capacity is bounded by the layout (a slot is at least a byte, or
+        // the typed layer's own limit).
+        self.idx += n;
+        if self.idx >= cap {
+            self.idx -= cap;
+            self.base = self.base.wrapping_add(cap as u64);
+        }
+    }
 }
 
 /// The producer end's private state over a [`RingMemory`].
@@ -359,29 +517,39 @@ pub struct RawProducer<M: RingMemory> {
     mem: M,
     /// Capacity, read once.
     cap: usize,
-    /// Our last published position (the shared `tail` unless another handle
-    /// pushed since).
-    tail: u64,
-    /// `tail % cap`, kept by increments.
-    tail_idx: usize,
-    /// The consumer's `head`, as last read: never ahead of the shared one.
-    cached_head: u64,
+    /// Our position (after the last item we published) and how far the
+    /// consumer's `head`, as last read, lets us go. The shared `tail` is a
+    /// copy for the consumer; we never read it back after [`Self::new`].
+    /// `head` as read is never ahead of the shared one, so the limit only
+    /// under-reports room.
+    at: Cursor,
+    /// Publish with a `Release` store and [`EventCount::notify_light`]
+    /// (the ring is asymmetric and this process receives heavy barriers);
+    /// otherwise with a `SeqCst` swap.
+    light: bool,
+    /// The ring is asymmetric: a sleeping producer issues the heavy barrier.
+    heavy: bool,
 }
 
 impl<M: RingMemory> RawProducer<M> {
-    /// The producer end of the ring in `mem`, starting from its current
-    /// shared indices.
+    /// The producer end of the ring in `mem`, starting from the ring's
+    /// current shared `tail` (where the last handle of this end left it).
     pub fn new(mem: M) -> Self {
         let cap = mem.capacity();
+        let st = mem.state();
+        let heavy = st.fencing() == Fencing::Asymmetric;
+        let light = heavy && mem.receives_heavy_barrier();
+        // Relaxed: our own index; whoever used this end before us handed it
+        // over by some synchronising means of its own (or it is a misuse).
+        let tail = st.producer.tail.load(Ordering::Relaxed);
         let mut p = RawProducer {
-            mem,
             cap,
-            tail: 0,
-            tail_idx: 0,
-            cached_head: 0,
+            at: Cursor::at(tail, cap),
+            light,
+            heavy,
+            mem,
         };
-        let t = p.mem.state().producer.tail.load(Ordering::Relaxed);
-        p.resync(t);
+        p.refresh_room();
         p
     }
 
@@ -391,65 +559,64 @@ impl<M: RingMemory> RawProducer<M> {
         &self.mem
     }
 
-    /// Re-reads our own shared index; re-synchronises if another handle
-    /// moved it. Returns the tail to push at.
+    /// Whether this end publishes with the light half of an asymmetric
+    /// fence.
     #[inline]
-    fn sync_tail(&mut self) -> u64 {
-        // Relaxed: our own index; whoever used this end before us handed it
-        // over by some synchronising means of its own (or is a misuse).
-        let t = self.mem.state().producer.tail.load(Ordering::Relaxed);
-        if t != self.tail {
-            self.resync(t);
-        }
-        t
+    pub fn is_light(&self) -> bool {
+        self.light
     }
 
-    #[cold]
-    fn resync(&mut self, t: u64) {
-        self.tail = t;
-        self.tail_idx = (t % self.cap as u64) as usize;
-        // SYNC: pairs with the SeqCst (Release) swap publishing `head` in
-        // `RawConsumer::publish`: slots below `head` were read before it.
-        self.cached_head = self.mem.state().consumer.head.load(Ordering::Acquire);
-    }
-
-    /// Free slots according to `head` (0 if the distance is impossible).
+    /// Re-reads the consumer's `head` and recounts the free slots (0 if the
+    /// distance is impossible: a scribbled `head`).
     #[inline]
-    fn room(&self, head: u64) -> usize {
-        let used = self.tail.wrapping_sub(head);
-        // A distance above capacity means a scribbled (or, across a
-        // hand-over, stale) index: no room.
-        (self.cap as u64).saturating_sub(used) as usize
+    fn refresh_room(&mut self) -> usize {
+        // SYNC: pairs with the Release store (or SeqCst swap) publishing
+        // `head` in `RawConsumer::publish`: the consumer read those slots
+        // before it published, so we may overwrite them.
+        let head = self.mem.state().consumer.head.load(Ordering::Acquire);
+        self.at
+            .set_limit(head.wrapping_add(self.cap as u64), self.cap)
     }
 
-    /// Free slots, refreshing the cached head if fewer than `want`.
+    /// Free slots, re-reading `head` if fewer than `want` are known.
     #[inline]
     fn room_for(&mut self, want: usize) -> usize {
-        let room = self.room(self.cached_head);
+        let room = self.at.available();
         if room >= want {
             return room;
         }
-        // SYNC: pairs with the SeqCst (Release) swap publishing `head` in
-        // `RawConsumer::publish`: the consumer read those slots before it
-        // published, so we may overwrite them.
-        self.cached_head = self.mem.state().consumer.head.load(Ordering::Acquire);
-        self.room(self.cached_head)
+        self.refresh_room()
     }
 
     /// Publishes `n` more items (already written), then notifies a sleeping
     /// consumer.
     #[inline]
     fn publish(&mut self, n: usize) {
-        self.tail = self.tail.wrapping_add(n as u64);
-        self.tail_idx = wrap_add(self.tail_idx, n, self.cap);
+        if n == 1 {
+            self.at.step(self.cap);
+        } else {
+            self.at.advance(n, self.cap);
+        }
+        let tail = self.at.pos();
         let st = self.mem.state();
-        // SYNC: the Release half pairs with the Acquire loads of `tail` in
-        // `RawConsumer::available_for` and `resync` (the slots written before
-        // are visible to the consumer), and with the SeqCst re-check in
-        // `RawConsumer::pop_slow`; the SeqCst half is the state store of the
-        // `readable` eventcount's Dekker pair (see `EventCount::notify`).
-        store_sc64(&st.producer.tail, self.tail);
-        st.wait.readable.notify(self.mem.waiter());
+        if self.light {
+            // SYNC: Release pairs with the Acquire loads of `tail` in
+            // `RawConsumer::refresh_avail` (also run by `RawConsumer::new`)
+            // and the re-check in `RawConsumer::pop_slow` (the slots written
+            // before are visible to the consumer). The Dekker pair of `readable` is
+            // asymmetric: this store, then the light barrier and the read of
+            // `waiters` in `notify_light`, against the consumer's
+            // announcement, heavy barrier and re-check in `pop_slow`.
+            st.producer.tail.store(tail, Ordering::Release);
+            st.wait.readable.notify_light(self.mem.waiter());
+        } else {
+            // SYNC: the Release half as above; the SeqCst half is the state
+            // store of the `readable` eventcount's symmetric Dekker pair
+            // (see `EventCount::notify`), against the SeqCst (or heavy
+            // barrier and Acquire) re-check in `RawConsumer::pop_slow`.
+            store_sc64(&st.producer.tail, tail);
+            st.wait.readable.notify(self.mem.waiter());
+        }
     }
 
     /// Pushes `value` if there is room, without blocking. Makes no system
@@ -463,16 +630,15 @@ impl<M: RingMemory> RawProducer<M> {
     pub fn try_push(&mut self, value: M::Item) -> Result<(), TryPushError<M::Item>> {
         // Relaxed: only the producer closes; a close by another handle of
         // this end was handed over with the end.
-        if self.mem.state().producer.closed.load(Ordering::Relaxed) != 0 {
+        if self.mem.state().wait.closed.load(Ordering::Relaxed) != 0 {
             return Err(TryPushError::Closed(value));
         }
-        self.sync_tail();
-        if self.room_for(1) == 0 {
+        if self.at.pos() == self.at.limit && self.refresh_room() == 0 {
             return Err(TryPushError::Full(value));
         }
-        // SAFETY: tail_idx < cap (it is always reduced modulo cap), and the
-        // slot is free: head (as read with Acquire above) is past it.
-        unsafe { self.mem.write(self.tail_idx, value) };
+        // SAFETY: the slot index is below cap (the cursor keeps it so), and
+        // the slot is free: head (as read with Acquire) is past it.
+        unsafe { self.mem.write(self.at.idx, value) };
         self.publish(1);
         Ok(())
     }
@@ -504,19 +670,37 @@ impl<M: RingMemory> RawProducer<M> {
     ) -> Result<(), TryPushError<M::Item>> {
         loop {
             let woke = {
-                let st = self.mem.state();
-                let tail = self.tail;
+                let mem = &self.mem;
+                let st = mem.state();
+                let tail = self.at.pos();
                 let cap = self.cap as u64;
-                st.wait
-                    .writable
-                    .wait_until(self.mem.waiter(), deadline, || {
+                let writable = &st.wait.writable;
+                if self.heavy {
+                    writable.wait_until_fenced(
+                        mem.waiter(),
+                        deadline,
+                        || mem.heavy_barrier(),
+                        || {
+                            // SYNC: reading half of the waiter's side of the
+                            // asymmetric `writable` Dekker pair, after the
+                            // announcement and the heavy barrier: pairs with
+                            // the Release stores (or SeqCst swaps) of `head`
+                            // in `RawConsumer::publish` and the SeqCst swap
+                            // of `closed` in `SpscState::close`.
+                            st.wait.closed.load(Ordering::Acquire) != 0
+                                || tail.wrapping_sub(st.consumer.head.load(Ordering::Acquire)) < cap
+                        },
+                    )
+                } else {
+                    writable.wait_until(mem.waiter(), deadline, || {
                         // SYNC: reading half of the waiter's side of the
-                        // `writable` Dekker pair: pairs with the SeqCst swaps of
-                        // `head` in `RawConsumer::publish` and of `closed` in
-                        // `SpscState::close`.
-                        load_sc(&st.producer.closed) != 0
+                        // symmetric `writable` Dekker pair: pairs with the
+                        // SeqCst swaps of `head` in `RawConsumer::publish`
+                        // and of `closed` in `SpscState::close`.
+                        load_sc(&st.wait.closed) != 0
                             || tail.wrapping_sub(load_sc64(&st.consumer.head)) < cap
                     })
+                }
             };
             match self.try_push(value) {
                 Err(TryPushError::Full(v)) if woke => value = v,
@@ -530,19 +714,19 @@ impl<M: RingMemory> RawProducer<M> {
     /// full or closed.
     #[inline]
     pub fn push_slice(&mut self, src: &[M::Item]) -> usize {
-        if src.is_empty() || self.mem.state().producer.closed.load(Ordering::Relaxed) != 0 {
+        if src.is_empty() || self.mem.state().wait.closed.load(Ordering::Relaxed) != 0 {
             return 0;
         }
-        self.sync_tail();
         let n = self.room_for(src.len()).min(src.len());
         if n == 0 {
             return 0;
         }
-        let first = n.min(self.cap - self.tail_idx);
-        // SAFETY: tail_idx + first <= cap, and the rest (n - first <= cap)
+        let idx = self.at.idx;
+        let first = n.min(self.cap - idx);
+        // SAFETY: idx + first <= cap, and the rest (n - first <= cap)
         // starts at slot 0; all n slots are free (n <= room).
         unsafe {
-            self.mem.write_run(self.tail_idx, &src[..first]);
+            self.mem.write_run(idx, &src[..first]);
             self.mem.write_run(0, &src[first..n]);
         }
         self.publish(n);
@@ -561,28 +745,35 @@ pub struct RawConsumer<M: RingMemory> {
     mem: M,
     /// Capacity, read once.
     cap: usize,
-    /// Our last published position.
-    head: u64,
-    /// `head % cap`, kept by increments.
-    head_idx: usize,
-    /// The producer's `tail`, as last read: never ahead of the shared one.
-    cached_tail: u64,
+    /// Our position (the next item to take) and the producer's `tail` as
+    /// last read (never ahead of the shared one). The shared `head` is a copy
+    /// for the producer; we never read it back after [`Self::new`].
+    at: Cursor,
+    /// Publish with a `Release` store and [`EventCount::notify_light`];
+    /// otherwise with a `SeqCst` swap (see [`RawProducer`]).
+    light: bool,
+    /// The ring is asymmetric: a sleeping consumer issues the heavy barrier.
+    heavy: bool,
 }
 
 impl<M: RingMemory> RawConsumer<M> {
-    /// The consumer end of the ring in `mem`, starting from its current
-    /// shared indices.
+    /// The consumer end of the ring in `mem`, starting from the ring's
+    /// current shared `head` (where the last handle of this end left it).
     pub fn new(mem: M) -> Self {
         let cap = mem.capacity();
+        let st = mem.state();
+        let heavy = st.fencing() == Fencing::Asymmetric;
+        let light = heavy && mem.receives_heavy_barrier();
+        // Relaxed: our own index (see `RawProducer::new`).
+        let head = st.consumer.head.load(Ordering::Relaxed);
         let mut c = RawConsumer {
-            mem,
             cap,
-            head: 0,
-            head_idx: 0,
-            cached_tail: 0,
+            at: Cursor::at(head, cap),
+            light,
+            heavy,
+            mem,
         };
-        let h = c.mem.state().consumer.head.load(Ordering::Relaxed);
-        c.resync(h);
+        c.refresh_avail();
         c
     }
 
@@ -592,45 +783,34 @@ impl<M: RingMemory> RawConsumer<M> {
         &self.mem
     }
 
-    /// Re-reads our own shared index; re-synchronises if another handle
-    /// moved it.
+    /// Whether this end publishes with the light half of an asymmetric
+    /// fence.
     #[inline]
-    fn sync_head(&mut self) {
-        // Relaxed: our own index (see `RawProducer::sync_tail`).
-        let h = self.mem.state().consumer.head.load(Ordering::Relaxed);
-        if h != self.head {
-            self.resync(h);
-        }
+    pub fn is_light(&self) -> bool {
+        self.light
     }
 
-    #[cold]
-    fn resync(&mut self, h: u64) {
-        self.head = h;
-        self.head_idx = (h % self.cap as u64) as usize;
-        // SYNC: pairs with the SeqCst (Release) swap publishing `tail` in
-        // `RawProducer::publish`.
-        self.cached_tail = self.mem.state().producer.tail.load(Ordering::Acquire);
-    }
-
-    /// Items according to `tail` (0 if the distance is impossible).
+    /// Re-reads the producer's `tail` and recounts the items (0 if the
+    /// distance is impossible: a scribbled `tail`).
     #[inline]
-    fn items(&self, tail: u64) -> usize {
-        let n = tail.wrapping_sub(self.head);
-        // Above capacity: a scribbled index; nothing to trust, no items.
-        if n > self.cap as u64 { 0 } else { n as usize }
+    fn refresh_avail(&mut self) -> usize {
+        // SYNC: pairs with the Release store (or SeqCst swap) publishing
+        // `tail` in `RawProducer::publish`: the slots below it were written
+        // before.
+        let tail = self.mem.state().producer.tail.load(Ordering::Acquire);
+        // More than the capacity ahead: a scribbled index; nothing to
+        // trust, no items.
+        self.at.set_limit(tail, self.cap)
     }
 
-    /// Items available, refreshing the cached tail if fewer than `want`.
+    /// Items available, re-reading `tail` if fewer than `want` are known.
     #[inline]
     fn available_for(&mut self, want: usize) -> usize {
-        let n = self.items(self.cached_tail);
+        let n = self.at.available();
         if n >= want {
             return n;
         }
-        // SYNC: pairs with the SeqCst (Release) swap publishing `tail` in
-        // `RawProducer::publish`: the slots below it were written before.
-        self.cached_tail = self.mem.state().producer.tail.load(Ordering::Acquire);
-        self.items(self.cached_tail)
+        self.refresh_avail()
     }
 
     /// After finding no item: `Closed` if the ring is closed and, looked at
@@ -639,10 +819,10 @@ impl<M: RingMemory> RawConsumer<M> {
     fn empty_or_closed(&mut self) -> Result<(), TryPopError> {
         // SYNC: pairs with the SeqCst (Release) swap in `SpscState::close`:
         // every tail published before the close is visible below.
-        if self.mem.state().producer.closed.load(Ordering::Acquire) == 0 {
+        if self.mem.state().wait.closed.load(Ordering::Acquire) == 0 {
             return Err(TryPopError::Empty);
         }
-        if self.available_for(1) == 0 {
+        if self.refresh_avail() == 0 {
             Err(TryPopError::Closed)
         } else {
             Ok(())
@@ -653,16 +833,32 @@ impl<M: RingMemory> RawConsumer<M> {
     /// producer.
     #[inline]
     fn publish(&mut self, n: usize) {
-        self.head = self.head.wrapping_add(n as u64);
-        self.head_idx = wrap_add(self.head_idx, n, self.cap);
+        if n == 1 {
+            self.at.step(self.cap);
+        } else {
+            self.at.advance(n, self.cap);
+        }
+        let head = self.at.pos();
         let st = self.mem.state();
-        // SYNC: the Release half pairs with the Acquire loads of `head` in
-        // `RawProducer::room_for` and `resync` (we are done reading those
-        // slots), and with the SeqCst re-check in `RawProducer::push_slow`;
-        // the SeqCst half is the state store of the `writable` eventcount's
-        // Dekker pair.
-        store_sc64(&st.consumer.head, self.head);
-        st.wait.writable.notify(self.mem.waiter());
+        if self.light {
+            // SYNC: Release pairs with the Acquire loads of `head` in
+            // `RawProducer::refresh_room` (also run by `RawProducer::new`)
+            // and the re-check in `RawProducer::push_slow` (we are done
+            // reading those slots).
+            // The Dekker pair of `writable` is asymmetric: this store, then
+            // the light barrier and the read of `waiters` in `notify_light`,
+            // against the producer's announcement, heavy barrier and
+            // re-check in `push_slow`.
+            st.consumer.head.store(head, Ordering::Release);
+            st.wait.writable.notify_light(self.mem.waiter());
+        } else {
+            // SYNC: the Release half as above; the SeqCst half is the state
+            // store of the `writable` eventcount's symmetric Dekker pair,
+            // against the SeqCst (or heavy barrier and Acquire) re-check in
+            // `RawProducer::push_slow`.
+            store_sc64(&st.consumer.head, head);
+            st.wait.writable.notify(self.mem.waiter());
+        }
     }
 
     /// Takes the oldest item if there is one, without blocking. Makes no
@@ -674,13 +870,12 @@ impl<M: RingMemory> RawConsumer<M> {
     /// [`TryPopError::Closed`] if there is none and the ring is closed.
     #[inline]
     pub fn try_pop(&mut self) -> Result<M::Item, TryPopError> {
-        self.sync_head();
-        if self.available_for(1) == 0 {
+        if self.at.pos() == self.at.limit && self.refresh_avail() == 0 {
             self.empty_or_closed()?;
         }
-        // SAFETY: head_idx < cap (always reduced modulo cap); the slot holds
-        // a published item (tail, read with Acquire, is past it).
-        let v = unsafe { self.mem.read(self.head_idx) };
+        // SAFETY: the slot index is below cap (the cursor keeps it so); the
+        // slot holds a published item (tail, read with Acquire, is past it).
+        let v = unsafe { self.mem.read(self.at.idx) };
         self.publish(1);
         Ok(v)
     }
@@ -704,21 +899,39 @@ impl<M: RingMemory> RawConsumer<M> {
     fn pop_slow(&mut self, deadline: Option<Instant>) -> Result<M::Item, TryPopError> {
         loop {
             let woke = {
-                let st = self.mem.state();
-                let head = self.head;
+                let mem = &self.mem;
+                let st = mem.state();
+                let head = self.at.pos();
                 let cap = self.cap as u64;
-                st.wait
-                    .readable
-                    .wait_until(self.mem.waiter(), deadline, || {
+                let readable = &st.wait.readable;
+                // An impossible distance (a scribbled tail) counts as empty,
+                // as in `items`, so we sleep rather than spin on it.
+                let has_item = |tail: u64| (1..=cap).contains(&tail.wrapping_sub(head));
+                if self.heavy {
+                    readable.wait_until_fenced(
+                        mem.waiter(),
+                        deadline,
+                        || mem.heavy_barrier(),
+                        || {
+                            // SYNC: reading half of the waiter's side of the
+                            // asymmetric `readable` Dekker pair, after the
+                            // announcement and the heavy barrier: pairs with
+                            // the Release stores (or SeqCst swaps) of `tail`
+                            // in `RawProducer::publish` and the SeqCst swap
+                            // of `closed` in `SpscState::close`.
+                            st.wait.closed.load(Ordering::Acquire) != 0
+                                || has_item(st.producer.tail.load(Ordering::Acquire))
+                        },
+                    )
+                } else {
+                    readable.wait_until(mem.waiter(), deadline, || {
                         // SYNC: reading half of the waiter's side of the
-                        // `readable` Dekker pair: pairs with the SeqCst swaps of
-                        // `tail` in `RawProducer::publish` and of `closed` in
-                        // `SpscState::close`. An impossible distance (a scribbled
-                        // tail) counts as empty, as in `items`, so we sleep
-                        // rather than spin on it.
-                        load_sc(&st.producer.closed) != 0
-                            || (1..=cap).contains(&load_sc64(&st.producer.tail).wrapping_sub(head))
+                        // symmetric `readable` Dekker pair: pairs with the
+                        // SeqCst swaps of `tail` in `RawProducer::publish`
+                        // and of `closed` in `SpscState::close`.
+                        load_sc(&st.wait.closed) != 0 || has_item(load_sc64(&st.producer.tail))
                     })
+                }
             };
             match self.try_pop() {
                 Err(TryPopError::Empty) if woke => {}
@@ -735,17 +948,17 @@ impl<M: RingMemory> RawConsumer<M> {
         if dst.is_empty() {
             return 0;
         }
-        self.sync_head();
         let n = self.available_for(dst.len()).min(dst.len());
         if n == 0 {
             return 0;
         }
-        let first = n.min(self.cap - self.head_idx);
+        let idx = self.at.idx;
+        let first = n.min(self.cap - idx);
         let (a, b) = dst[..n].split_at_mut(first);
-        // SAFETY: head_idx + first <= cap, and the rest (n - first <= cap)
+        // SAFETY: idx + first <= cap, and the rest (n - first <= cap)
         // starts at slot 0; all n slots hold published items (n <= items).
         unsafe {
-            self.mem.read_run(self.head_idx, a);
+            self.mem.read_run(idx, a);
             self.mem.read_run(0, b);
         }
         self.publish(n);
