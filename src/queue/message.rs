@@ -310,12 +310,15 @@ pub(crate) enum Wait {
     No,
     /// Until the deadline (`None`: as long as it takes).
     Until(Option<Instant>),
+    /// At most this long from the first miss (the clock is read only if
+    /// the operation cannot complete at once).
+    For(Duration),
 }
 
 impl Wait {
     /// Waiting at most `timeout`.
     pub(crate) fn at_most(timeout: Duration) -> Wait {
-        Wait::Until(deadline(timeout))
+        Wait::For(timeout)
     }
 }
 
@@ -323,6 +326,10 @@ impl Wait {
 fn put_bytes(ring: &Ring, bytes: &[u8], wait: Wait) -> std::result::Result<(), TryPushError<()>> {
     let r = match wait {
         Wait::No => ring.try_put_with(bytes, write_slot),
+        Wait::For(t) => match ring.try_put_with(bytes, write_slot) {
+            Err(TryPushError::Full(b)) => ring.put_with(b, write_slot, deadline(t)),
+            r => r,
+        },
         Wait::Until(d) => loop {
             match ring.put_with(bytes, write_slot, d) {
                 // Without a deadline the wait ends only with room or close.
@@ -400,6 +407,10 @@ pub(crate) fn recv_with<R>(
         let read = |m: &MsgMem, i: usize| read_slot(m, i, &cell);
         let got = match wait {
             Wait::No => ring.try_get_with(read),
+            Wait::For(t) => match ring.try_get_with(read) {
+                Err(TryPopError::Empty) => ring.get_with(read, deadline(t)),
+                r => r,
+            },
             Wait::Until(d) => loop {
                 match ring.get_with(read, d) {
                     // Without a deadline the wait ends only with an item or

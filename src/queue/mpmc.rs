@@ -408,7 +408,11 @@ impl<T: Pod> Queue<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), TryPutError<T>> {
-        self.raw.put(value, deadline(timeout))
+        // The clock is read only if the queue is full now.
+        match self.raw.try_put(value) {
+            Err(TryPutError::Full(v)) => self.raw.put(v, deadline(timeout)),
+            done => done,
+        }
     }
 
     /// Takes the oldest value, sleeping while the queue is empty.
@@ -489,7 +493,11 @@ impl<T: Pod> Queue<T> {
     /// ```
     #[inline]
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, TryGetError> {
-        self.raw.get(deadline(timeout))
+        // The clock is read only if the queue is empty now.
+        match self.raw.try_get() {
+            Err(TryGetError::Empty) => self.raw.get(deadline(timeout)),
+            done => done,
+        }
     }
 
     /// Puts as many values of `src` as fit now, in order, claiming them

@@ -446,7 +446,11 @@ impl<T: Pod> Producer<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), TryPushError<T>> {
-        self.raw.push(value, deadline(timeout))
+        // The clock is read only if the ring is full now.
+        match self.raw.try_push(value) {
+            Err(TryPushError::Full(v)) => self.raw.push(v, deadline(timeout)),
+            done => done,
+        }
     }
 
     /// Pushes as many values of `src` as fit now, in order, publishing them
@@ -703,7 +707,11 @@ impl<T: Pod> Consumer<T> {
     /// ```
     #[inline]
     pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, TryPopError> {
-        self.raw.pop(deadline(timeout))
+        // The clock is read only if the ring is empty now.
+        match self.raw.try_pop() {
+            Err(TryPopError::Empty) => self.raw.pop(deadline(timeout)),
+            done => done,
+        }
     }
 
     /// Takes up to `dst.len()` values into `dst`, oldest first, publishing
