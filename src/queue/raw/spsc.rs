@@ -91,6 +91,29 @@ fn store_sc64(word: &AtomicU64, value: u64) {
     word.swap(value, Ordering::SeqCst);
 }
 
+/// Publishes an end's new position `pos` in its shared index `word` and
+/// notifies the other end's sleepers on `ec`.
+///
+/// The store's Release half publishes what the end did to the slots (see
+/// the callers). With `light` the eventcount's Dekker pair is asymmetric:
+/// this plain store, then the light barrier and the read of `waiters` in
+/// `notify_light`, against the sleeper's announcement, heavy barrier and
+/// re-check. Otherwise the store is a SeqCst swap, the state store of the
+/// symmetric pair (see `EventCount::notify`), against the sleeper's SeqCst
+/// (or heavy barrier and Acquire) re-check.
+#[inline]
+fn publish_index<W: Waiter>(word: &AtomicU64, pos: u64, ec: &EventCount, light: bool, waiter: &W) {
+    if light {
+        // SYNC: Release; the asymmetric Dekker pair (above).
+        word.store(pos, Ordering::Release);
+        ec.notify_light(waiter);
+    } else {
+        // SYNC: Release and the SeqCst state store of the symmetric pair.
+        store_sc64(word, pos);
+        ec.notify(waiter);
+    }
+}
+
 /// How the Dekker pairs of a ring are fenced (see the module
 /// documentation); fixed when the ring is made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -497,6 +520,17 @@ impl Cursor {
         }
     }
 
+    /// Moves on by `n <= cap` slots, the single step without the
+    /// arithmetic of a batch.
+    #[inline]
+    fn move_on(&mut self, n: usize, cap: usize) {
+        if n == 1 {
+            self.step(cap);
+        } else {
+            self.advance(n, cap);
+        }
+    }
+
     /// Moves on by `n <= cap` slots.
     #[inline]
     fn advance(&mut self, n: usize, cap: usize) {
@@ -592,31 +626,19 @@ impl<M: RingMemory> RawProducer<M> {
     /// consumer.
     #[inline]
     fn publish(&mut self, n: usize) {
-        if n == 1 {
-            self.at.step(self.cap);
-        } else {
-            self.at.advance(n, self.cap);
-        }
-        let tail = self.at.pos();
+        self.at.move_on(n, self.cap);
         let st = self.mem.state();
-        if self.light {
-            // SYNC: Release pairs with the Acquire loads of `tail` in
-            // `RawConsumer::refresh_avail` (also run by `RawConsumer::new`)
-            // and the re-check in `RawConsumer::pop_slow` (the slots written
-            // before are visible to the consumer). The Dekker pair of `readable` is
-            // asymmetric: this store, then the light barrier and the read of
-            // `waiters` in `notify_light`, against the consumer's
-            // announcement, heavy barrier and re-check in `pop_slow`.
-            st.producer.tail.store(tail, Ordering::Release);
-            st.wait.readable.notify_light(self.mem.waiter());
-        } else {
-            // SYNC: the Release half as above; the SeqCst half is the state
-            // store of the `readable` eventcount's symmetric Dekker pair
-            // (see `EventCount::notify`), against the SeqCst (or heavy
-            // barrier and Acquire) re-check in `RawConsumer::pop_slow`.
-            store_sc64(&st.producer.tail, tail);
-            st.wait.readable.notify(self.mem.waiter());
-        }
+        // SYNC: `tail` (Release) pairs with the Acquire loads of `tail` in
+        // `RawConsumer::refresh_avail` (also run by `RawConsumer::new`) and
+        // the re-check in `RawConsumer::pop_slow`: the slots written before
+        // are visible to the consumer. The Dekker pair is `readable`'s.
+        publish_index(
+            &st.producer.tail,
+            self.at.pos(),
+            &st.wait.readable,
+            self.light,
+            self.mem.waiter(),
+        );
     }
 
     /// Pushes `value` if there is room, without blocking. Makes no system
@@ -833,32 +855,19 @@ impl<M: RingMemory> RawConsumer<M> {
     /// producer.
     #[inline]
     fn publish(&mut self, n: usize) {
-        if n == 1 {
-            self.at.step(self.cap);
-        } else {
-            self.at.advance(n, self.cap);
-        }
-        let head = self.at.pos();
+        self.at.move_on(n, self.cap);
         let st = self.mem.state();
-        if self.light {
-            // SYNC: Release pairs with the Acquire loads of `head` in
-            // `RawProducer::refresh_room` (also run by `RawProducer::new`)
-            // and the re-check in `RawProducer::push_slow` (we are done
-            // reading those slots).
-            // The Dekker pair of `writable` is asymmetric: this store, then
-            // the light barrier and the read of `waiters` in `notify_light`,
-            // against the producer's announcement, heavy barrier and
-            // re-check in `push_slow`.
-            st.consumer.head.store(head, Ordering::Release);
-            st.wait.writable.notify_light(self.mem.waiter());
-        } else {
-            // SYNC: the Release half as above; the SeqCst half is the state
-            // store of the `writable` eventcount's symmetric Dekker pair,
-            // against the SeqCst (or heavy barrier and Acquire) re-check in
-            // `RawProducer::push_slow`.
-            store_sc64(&st.consumer.head, head);
-            st.wait.writable.notify(self.mem.waiter());
-        }
+        // SYNC: `head` (Release) pairs with the Acquire loads of `head` in
+        // `RawProducer::refresh_room` (also run by `RawProducer::new`) and
+        // the re-check in `RawProducer::push_slow`: we are done reading
+        // those slots. The Dekker pair is `writable`'s.
+        publish_index(
+            &st.consumer.head,
+            self.at.pos(),
+            &st.wait.writable,
+            self.light,
+            self.mem.waiter(),
+        );
     }
 
     /// Takes the oldest item if there is one, without blocking. Makes no
