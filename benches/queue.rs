@@ -98,12 +98,11 @@ mod common;
 mod two_sides;
 
 use two_sides::{
-    DEADLINE, Handshake, Latency, Marks, SharedPage, Wall, checked_run, two_processes, two_threads,
-    voluntary_switches, wait_flag,
+    DEADLINE, FutexPair, Handshake, Latency, Marks, SharedPage, Wall, checked_run, two_processes,
+    two_threads, voluntary_switches, wait_flag,
 };
 
 use std::cell::RefCell;
-use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
@@ -1055,7 +1054,8 @@ impl PingPong for SpscPair {
     }
 }
 
-/// Two words in a shared page, one per side, on their own cache lines.
+/// Two `u64` words in a shared page, one per side, on their own cache
+/// lines.
 struct WordPair {
     page: SharedPage,
 }
@@ -1079,16 +1079,6 @@ impl WordPair {
         // SAFETY: an aligned u64 inside the page, which lives as long as
         // `self`; every access to it, in every process, is atomic.
         unsafe { std::sync::atomic::AtomicU64::from_ptr(self.page.at(Self::OFFSETS[i])) }
-    }
-
-    /// Word `i` (0 or 1) as a `u32` atomic (a futex word).
-    // See `word64`.
-    #[allow(clippy::disallowed_types)]
-    fn word32(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
-        // SAFETY: an aligned u32 inside the page, which lives as long as
-        // `self`; every access to it, in every process, is atomic (and this
-        // pair is used either as u32 words or as u64 words, never both).
-        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.page.at(Self::OFFSETS[i])) }
     }
 }
 
@@ -1145,12 +1135,12 @@ impl PingPong for RawSpin {
     }
 }
 
-/// The raw futex peer of `benches/sync.rs`: each side stores the round
-/// number into its `u32` word, `FUTEX_WAKE`s it (always: one system call),
-/// and waits for the other's word, `spins` checks first, then `FUTEX_WAIT`
-/// (shared) while it holds the old value.
+/// The raw futex peer of `benches/sync.rs` (its [`FutexPair`]): each side
+/// stores the round number into its `u32` word, `FUTEX_WAKE`s it (always:
+/// one system call), and waits for the other's word, `spins` checks first,
+/// then `FUTEX_WAIT` (shared) while it holds the old value.
 struct RawFutex {
-    pair: WordPair,
+    pair: FutexPair,
     spins: u32,
 }
 
@@ -1163,67 +1153,19 @@ impl RawFutex {
 
     fn new(spins: u32) -> RawFutex {
         RawFutex {
-            pair: WordPair::new(),
+            pair: FutexPair::new(),
             spins,
         }
     }
 
-    /// Stores `value` into word `i` and wakes one sleeper on it.
     #[inline]
     fn post(&self, i: usize, value: u32) {
-        let w = self.pair.word32(i);
-        // SYNC: Release pairs with the Acquire loads in `wait_for`.
-        w.store(value, Release);
-        // SAFETY: FUTEX_WAKE only uses the address of a live, aligned word
-        // as a key.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                w.as_ptr(),
-                libc::FUTEX_WAKE,
-                1,
-                ptr::null::<libc::timespec>(),
-                ptr::null::<u32>(),
-                0,
-            );
-        }
+        self.pair.post(i, value);
     }
 
-    /// Waits until word `i` reads `target`; false if one wait sleeps
-    /// [`DEADLINE`] without a change.
     #[inline]
     fn wait_for(&self, i: usize, target: u32) -> bool {
-        let w = self.pair.word32(i);
-        for _ in 0..self.spins {
-            // SYNC: Acquire pairs with the Release store in `post`.
-            if w.load(Acquire) == target {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        loop {
-            // SYNC: Acquire pairs with the Release store in `post`.
-            let v = w.load(Acquire);
-            if v == target {
-                return true;
-            }
-            // SAFETY: FUTEX_WAIT reads a live, aligned word and sleeps while
-            // it holds `v`; `TIMEOUT` is a valid relative timespec.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    w.as_ptr(),
-                    libc::FUTEX_WAIT,
-                    v,
-                    &Self::TIMEOUT as *const libc::timespec,
-                    ptr::null::<u32>(),
-                    0,
-                )
-            };
-            if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT) {
-                return false;
-            }
-        }
+        self.pair.wait_for(i, target, self.spins, &Self::TIMEOUT)
     }
 }
 

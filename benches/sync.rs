@@ -84,14 +84,13 @@ mod common;
 mod two_sides;
 
 use two_sides::{
-    DEADLINE, Handshake, Latency, Marks, SharedPage, Wall, checked_run, two_processes, two_threads,
-    voluntary_switches, wait_flag,
+    DEADLINE, FutexPair, Handshake, Latency, Marks, SharedPage, Wall, checked_run, two_processes,
+    two_threads, voluntary_switches, wait_flag,
 };
 
 use std::hint::black_box;
 use std::mem::MaybeUninit;
-use std::ptr;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use criterion::{
@@ -647,99 +646,6 @@ impl PingPong for SemaphorePair {
             self.s2.release();
         }
         true
-    }
-}
-
-/// Two futex words in a shared page, one per side, each a count of the
-/// round trips its side has been woken for.
-struct FutexPair {
-    page: SharedPage,
-}
-
-impl FutexPair {
-    /// Byte offsets of the two words, on different cache lines.
-    const OFFSETS: [usize; 2] = [0, 128];
-
-    fn new() -> FutexPair {
-        FutexPair {
-            page: SharedPage::new(),
-        }
-    }
-
-    /// Word `i` (0 or 1) as an atomic.
-    // The crate's own atomics go through `crate::loom`; this raw peer needs
-    // an atomic on its own mmap'd word, which only std can give.
-    #[allow(clippy::disallowed_types)]
-    fn word(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
-        // SAFETY: an aligned u32 inside the page, which lives as long as
-        // `self`; every access to it, in every process, is atomic.
-        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.page.at(Self::OFFSETS[i])) }
-    }
-
-    /// Sets both words to 0 (with no other side running).
-    fn reset(&self) {
-        self.word(0).store(0, Relaxed);
-        self.word(1).store(0, Relaxed);
-    }
-
-    /// Stores `value` into word `i` and wakes one sleeper on it
-    /// (`FUTEX_WAKE`, shared: always one system call).
-    #[inline]
-    fn post(&self, i: usize, value: u32) {
-        let w = self.word(i);
-        // SYNC: Release pairs with the Acquire loads in `wait_for`.
-        w.store(value, Release);
-        // SAFETY: FUTEX_WAKE only uses the address of a live, aligned word
-        // as a key.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                w.as_ptr(),
-                libc::FUTEX_WAKE,
-                1,
-                ptr::null::<libc::timespec>(),
-                ptr::null::<u32>(),
-                0,
-            );
-        }
-    }
-
-    /// Waits until word `i` reads `target`: `spins` checks first, then
-    /// `FUTEX_WAIT` (shared) while it still holds the old value. Returns
-    /// false if one wait sleeps [`DEADLINE`] without a change.
-    #[inline]
-    fn wait_for(&self, i: usize, target: u32, spins: u32, timeout: &libc::timespec) -> bool {
-        let w = self.word(i);
-        for _ in 0..spins {
-            // SYNC: Acquire pairs with the Release store in `post`.
-            if w.load(Acquire) == target {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        loop {
-            // SYNC: Acquire pairs with the Release store in `post`.
-            let v = w.load(Acquire);
-            if v == target {
-                return true;
-            }
-            // SAFETY: FUTEX_WAIT reads a live, aligned word and sleeps while
-            // it holds `v`; `timeout` is a valid relative timespec.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    w.as_ptr(),
-                    libc::FUTEX_WAIT,
-                    v,
-                    timeout as *const libc::timespec,
-                    ptr::null::<u32>(),
-                    0,
-                )
-            };
-            if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT) {
-                return false;
-            }
-        }
     }
 }
 
