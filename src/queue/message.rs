@@ -609,8 +609,9 @@ impl std::error::Error for RecvError {}
 /// 64-byte lines; [`max_message_size`](Self::max_message_size) says what
 /// it became). A message that encodes larger is refused with
 /// [`SendError::TooLarge`], never truncated. The queue takes
-/// `capacity × slot size` bytes of address space; pages are only touched as
-/// messages fill them.
+/// `capacity × slot size` bytes of address space; creating it touches the
+/// page holding each slot's stamp, and the rest of a slot's pages only
+/// become resident as long messages fill them.
 ///
 /// Every handle reaches the same queue: [`Clone`]s, a forked child's copy,
 /// and a handle [`attach`](Self::attach)ed from a
