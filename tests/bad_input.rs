@@ -277,10 +277,10 @@ fn unpublished_and_corrupted_headers() {
         Err(Error::NotReady { .. })
     ));
     // A future layout version.
-    peer.write(READY, &0x4D50_0003u32.to_le_bytes());
+    peer.write(READY, &0x4D50_00F0u32.to_le_bytes());
     assert!(matches!(
         Array::<u32>::open_at(&shm, 0),
-        Err(Error::VersionMismatch { found: 3, .. })
+        Err(Error::VersionMismatch { found: 240, .. })
     ));
     // Garbage in the ready word.
     peer.write(READY, &0xdead_beefu32.to_le_bytes());

@@ -3,30 +3,41 @@
 //! once (loom's `UnsafeCell` checks that, so a stamp published too weakly
 //! fails here), no wake-up is lost (the futex model ignores timeouts, so a
 //! lost wake-up is a deadlock), and close lets consumers drain, then report
-//! `Closed`.
+//! `Closed`, and no put succeeds once `Closed` was reported. A thread that
+//! dies inside a put or get (it panics in the slot closure, then is marked
+//! dead) blocks nobody: consumers skip a dead producer's position,
+//! producers free a dead consumer's slot and count it lost, and exactly one
+//! of two racing recoverers wins. The death models use the futex whose
+//! timed waits return at once: sleepers poll for dead claimants.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom cargo test --release --test loom_mpmc`
 #![cfg(loom)]
 
 mod loom_model;
 
+use std::panic::{AssertUnwindSafe, catch_unwind, panic_any};
+
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
-use loom::sync::atomic::AtomicU64;
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom_model::{ModelFutex, check};
 use multiproc::queue::raw::mpmc::{MpmcState, QueueMemory, RawQueue, SlotMemory};
 use multiproc::queue::raw::spsc::{TryPopError, TryPushError};
+use multiproc::sync::raw::robust::Owner;
 
 struct Ring {
     state: MpmcState,
     stamps: Vec<AtomicU64>,
     slots: Vec<UnsafeCell<u32>>,
     futex: ModelFutex,
+    /// Bit `t`: the thread with id `t` died (it does nothing after).
+    dead: AtomicU32,
 }
 
-/// Heap memory for the ring, shared by every handle.
+/// Heap memory for the ring, shared by every handle, and the identity of
+/// the thread that uses this handle (0: anonymous, never dead).
 #[derive(Clone)]
-struct Mem(Arc<Ring>);
+struct Mem(Arc<Ring>, u32);
 
 // SAFETY: one state, a fixed number of slots and stamps, each access
 // bounds-checked by `Vec` indexing; loom's UnsafeCell reports any
@@ -49,6 +60,17 @@ unsafe impl QueueMemory for Mem {
     unsafe fn stamp(&self, index: usize) -> &AtomicU64 {
         &self.0.stamps[index]
     }
+
+    fn me(&self) -> Owner {
+        Owner {
+            tid: self.1,
+            stamp: 1,
+        }
+    }
+
+    fn is_dead(&self, owner: Owner) -> bool {
+        owner.tid < 32 && self.0.dead.load(Ordering::SeqCst) & (1 << owner.tid) != 0
+    }
 }
 
 // SAFETY: each slot access is bounds-checked by `Vec` indexing; loom's
@@ -68,14 +90,48 @@ unsafe impl SlotMemory for Mem {
 }
 
 fn ring(capacity: usize) -> RawQueue<Mem> {
-    let q = RawQueue::new(Mem(Arc::new(Ring {
-        state: MpmcState::new(),
-        stamps: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
-        slots: (0..capacity).map(|_| UnsafeCell::new(0)).collect(),
-        futex: ModelFutex::blocking(),
-    })));
+    ring_with(capacity, ModelFutex::blocking())
+}
+
+fn ring_with(capacity: usize, futex: ModelFutex) -> RawQueue<Mem> {
+    let q = RawQueue::new(Mem(
+        Arc::new(Ring {
+            state: MpmcState::new(),
+            stamps: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..capacity).map(|_| UnsafeCell::new(0)).collect(),
+            futex,
+            dead: AtomicU32::new(0),
+        }),
+        0,
+    ));
     q.init();
     q
+}
+
+/// A handle on the same ring for the thread with id `tid` (1..32).
+fn handle(q: &RawQueue<Mem>, tid: u32) -> RawQueue<Mem> {
+    RawQueue::new(Mem(q.memory().0.clone(), tid))
+}
+
+/// The panic payload a thread "dies" with, in the middle of an operation.
+struct Died;
+
+/// Runs `op`, in which the thread dies (`panic_any(Died)` after its claim,
+/// in the slot closure); then marks the thread `tid` dead: like a process
+/// killed there, it leaves its claim and does nothing more.
+fn die_inside(q: &RawQueue<Mem>, tid: u32, op: impl FnOnce()) {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<Died>().is_none() {
+                prev(info);
+            }
+        }));
+    });
+    let died = catch_unwind(AssertUnwindSafe(op)).is_err();
+    assert!(died, "the operation finished instead of dying inside");
+    q.memory().0.dead.fetch_or(1 << tid, Ordering::SeqCst);
 }
 
 /// Two producers put two items each into a ring of two with blocking
@@ -236,5 +292,107 @@ fn try_and_deadline() {
             assert_eq!(q.try_get(), Ok(v));
         }
         assert_eq!(q.len(), 0);
+    });
+}
+
+/// A producer dies inside its put (after claiming position 0); another
+/// producer puts 2; a consumer gets 2: it skipped the dead claim, whether
+/// it found it before or after the death. Nothing is counted lost, and the
+/// ring works on afterwards.
+#[test]
+fn dead_producer_is_skipped() {
+    check(2, || {
+        let q = ring_with(2, ModelFutex::timing_out());
+        let a = handle(&q, 1);
+        let dier = loom::thread::spawn(move || {
+            die_inside(&a, 1, || {
+                let _ = a.try_put_with(1, |_, _, _| panic_any(Died));
+            });
+        });
+        let b = handle(&q, 2);
+        let producer = loom::thread::spawn(move || b.put(2, None).unwrap());
+        let c = handle(&q, 3);
+        assert_eq!(c.get(None), Ok(2));
+        dier.join().unwrap();
+        producer.join().unwrap();
+        assert_eq!(c.lost(), 0);
+        assert_eq!(c.try_get(), Err(TryPopError::Empty));
+        assert!(c.try_put(3).is_ok());
+        assert_eq!(c.try_get(), Ok(3));
+    });
+}
+
+/// A consumer dies inside its get of item 1 in a ring of one; a producer
+/// blocked on the full ring (or arriving later) frees the slot, counts one
+/// lost item and puts 2, which the next get returns.
+#[test]
+fn dead_consumer_is_freed_and_counted() {
+    check(2, || {
+        let q = ring_with(1, ModelFutex::timing_out());
+        assert!(q.try_put(1).is_ok());
+        let a = handle(&q, 1);
+        let dier = loom::thread::spawn(move || {
+            die_inside(&a, 1, || {
+                let _ = a.try_get_with(|_, _| -> u32 { panic_any(Died) });
+            });
+        });
+        let b = handle(&q, 2);
+        b.put(2, None).unwrap();
+        dier.join().unwrap();
+        assert_eq!(b.lost(), 1);
+        assert_eq!(b.try_get(), Ok(2));
+        assert_eq!(b.try_get(), Err(TryPopError::Empty));
+    });
+}
+
+/// Two consumers race to skip the same dead producer's claim: each item
+/// put after it is taken exactly once.
+#[test]
+fn racing_recoverers() {
+    check(1, || {
+        let q = ring_with(2, ModelFutex::timing_out());
+        let a = handle(&q, 1);
+        die_inside(&a, 1, || {
+            let _ = a.try_put_with(1, |_, _, _| panic_any(Died));
+        });
+        assert!(q.try_put(5).is_ok());
+        let cs: Vec<_> = [2, 3]
+            .into_iter()
+            .map(|tid| {
+                let c = handle(&q, tid);
+                loom::thread::spawn(move || c.get(None).unwrap())
+            })
+            .collect();
+        let p = handle(&q, 4);
+        p.put(6, None).unwrap();
+        let mut got: Vec<u32> = cs.into_iter().map(|c| c.join().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, [5, 6]);
+        assert_eq!(q.lost(), 0);
+    });
+}
+
+/// A put racing a close: if the put succeeded, a consumer gets its item
+/// before `Closed`; if not, it reports `Closed`, and the consumer sees
+/// `Closed` with nothing before it.
+#[test]
+fn close_races_a_put() {
+    check(3, || {
+        let q = ring(2);
+        let p = handle(&q, 1);
+        let producer = loom::thread::spawn(move || p.try_put(1).is_ok());
+        let x = handle(&q, 2);
+        let closer = loom::thread::spawn(move || x.close());
+        closer.join().unwrap();
+        let mut got = Vec::new();
+        loop {
+            match q.get(None) {
+                Ok(v) => got.push(v),
+                Err(TryPopError::Closed) => break,
+                Err(TryPopError::Empty) => unreachable!("no deadline"),
+            }
+        }
+        let put = producer.join().unwrap();
+        assert_eq!(got, if put { vec![1] } else { vec![] });
     });
 }

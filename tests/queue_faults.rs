@@ -1,20 +1,25 @@
 //! Producers and consumers SIGKILLed mid-stream: the survivors go on, and
 //! what the dead took or never sent is accounted for.
 //!
-//! Each victim is killed while it is parked between operations (after a
-//! known number of items), so the test is deterministic. A process killed
-//! *inside* an MPMC put or get, between claiming a slot and finishing it,
-//! leaves that slot blocked (documented on `Queue`); that case is not
-//! recovered today and not tested here.
+//! In the first tests each victim is killed while it is parked between
+//! operations (after a known number of items), so the outcome is exact.
+//! The `inside_*` tests kill a victim *inside* an MPMC put or get, between
+//! claiming its slot and finishing it: the test stops the victim
+//! (`SIGSTOP`) at random moments until the slot's stamp shows the victim's
+//! claim, then kills it there. The survivors must go on past the dead
+//! claim.
 #![cfg(not(loom))]
 
 mod common;
 
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{DEADLINE, fork};
-use multiproc::{AtomicValue, Event, JoinableQueue, Queue, RecvError, TryGetError, spsc};
+use common::{Child, DEADLINE, Peer, ShmName, fork};
+use multiproc::{
+    AtomicValue, Event, JoinableQueue, Queue, RecvError, SharedMemory, TryGetError, TryPutError,
+    spsc,
+};
 
 /// Item `seq` of producer `p`.
 fn item(p: u64, seq: u64) -> u64 {
@@ -214,4 +219,170 @@ fn spsc_producer_killed_mid_stream() {
         Err(spsc::TryPopError::Empty)
     );
     assert!(rx.is_empty());
+}
+
+/// Offset of slot 0's stamp in a `Queue<u64>` placed at offset 0 of a
+/// named segment (the 64-byte header, then the ring's four state lines);
+/// slot `i`'s is `16 * i` further (stamp, then value).
+const SLOT0_STAMP: usize = 64 + 256;
+/// Slots of the queues the `inside_*` tests use.
+const INSIDE_CAP: usize = 8;
+
+/// Whether `word` is a claim (bit 63) by the single-threaded process `pid`
+/// (TID bits 53..32), made by a consumer (bit 62 set) if `reading`.
+fn is_claim_by(word: u64, pid: libc::pid_t, reading: bool) -> bool {
+    word >> 63 == 1
+        && (word >> 32) & ((1 << 22) - 1) == pid as u64
+        && (word >> 62) & 1 == u64::from(reading)
+}
+
+/// Whether `/proc` says `pid` is stopped.
+fn is_stopped(pid: libc::pid_t) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+}
+
+/// Lets `victim` run for short random spells, stopping it after each,
+/// until a slot's stamp shows its claim of the wanted kind; then kills it
+/// while it is stopped there and reaps it. Returns how many stops it took.
+fn kill_inside_claim(victim: Child, peer: &Peer, reading: bool) -> u32 {
+    let pid = victim.pid();
+    let end = Instant::now() + DEADLINE;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(pid.unsigned_abs());
+    for stops in 1.. {
+        assert!(
+            Instant::now() < end,
+            "never caught the victim inside a claim"
+        );
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let spell = Instant::now() + Duration::from_micros(rng % 200);
+        while Instant::now() < spell {
+            std::hint::spin_loop();
+        }
+        victim.signal(libc::SIGSTOP);
+        while !is_stopped(pid) {
+            assert!(Instant::now() < end, "the victim never stopped");
+            std::thread::yield_now();
+        }
+        if (0..INSIDE_CAP).any(|i| is_claim_by(peer.read_u64(SLOT0_STAMP + 16 * i), pid, reading)) {
+            victim.signal(libc::SIGKILL);
+            assert_eq!(victim.join(), -libc::SIGKILL);
+            return stops;
+        }
+        victim.signal(libc::SIGCONT);
+    }
+    unreachable!()
+}
+
+/// A producer killed inside a put, after claiming its slot and before
+/// publishing it: the consumer (spinning or asleep in `get` at that moment)
+/// skips the dead claim and goes on. Nothing is counted lost (the put never
+/// returned), and the consumer got exactly the items whose puts returned.
+#[test]
+fn inside_put_killed_producer_is_skipped() {
+    const MARK: u64 = u64::MAX;
+    let name = ShmName::new("inside-put");
+    let shm = SharedMemory::create(&name.0, 4096).unwrap();
+    let q = Queue::<u64>::create_at(&shm, 0, INSIDE_CAP).unwrap();
+    let peer = Peer::open(&shm);
+    let published = AtomicValue::new(0u64).unwrap();
+    let got = AtomicValue::new(0u64).unwrap();
+
+    let victim = fork(|| {
+        for i in 1.. {
+            if q.put_timeout(i, DEADLINE).is_err() {
+                return 1;
+            }
+            published.store(i, SeqCst);
+        }
+        0
+    });
+    let consumer = fork(|| {
+        let mut last = 0;
+        loop {
+            match q.get_timeout(DEADLINE) {
+                Ok(MARK) => return 0,
+                // Items arrive in order, none twice, none skipped.
+                Ok(v) if v == last + 1 => {
+                    last = v;
+                    got.store(v, SeqCst);
+                }
+                Ok(_) => return 1,
+                Err(_) => return 2,
+            }
+        }
+    });
+    let stops = kill_inside_claim(victim, &peer, false);
+    q.put_timeout(MARK, DEADLINE).unwrap();
+    assert_eq!(
+        consumer.join(),
+        0,
+        "the consumer failed (code 1: order, 2: timed out)"
+    );
+    // The claimed item was never published; all the others were got.
+    assert_eq!(got.load(SeqCst), published.load(SeqCst));
+    assert_eq!(q.lost(), 0);
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    eprintln!(
+        "inside_put: victim killed inside put #{} after {stops} stops",
+        published.load(SeqCst) + 1
+    );
+}
+
+/// A consumer killed inside a get, after claiming its slot and before
+/// freeing it: the producer (blocked on the full ring at that moment)
+/// frees the slot, counts the item as lost, and goes on. The next consumer
+/// gets the items after the lost one, in order.
+#[test]
+fn inside_get_killed_consumer_is_freed_and_counted() {
+    let name = ShmName::new("inside-get");
+    let shm = SharedMemory::create(&name.0, 4096).unwrap();
+    let q = Queue::<u64>::create_at(&shm, 0, INSIDE_CAP).unwrap();
+    let peer = Peer::open(&shm);
+    let taken = AtomicValue::new(0u64).unwrap();
+
+    let producer = fork(|| {
+        for i in 1.. {
+            match q.put_timeout(i, DEADLINE) {
+                Ok(()) => {}
+                Err(TryPutError::Closed(_)) => return 0,
+                Err(TryPutError::Full(_)) => return 2,
+            }
+        }
+        0
+    });
+    let victim = fork(|| {
+        let mut last = 0;
+        loop {
+            match q.get_timeout(DEADLINE) {
+                Ok(v) if v == last + 1 => {
+                    last = v;
+                    taken.store(v, SeqCst);
+                }
+                _ => return 1,
+            }
+        }
+    });
+    let stops = kill_inside_claim(victim, &peer, true);
+    // The victim died holding item `last + 1`: the producer frees its slot
+    // and goes on with `last + 2`.
+    let last = taken.load(SeqCst);
+    for want in last + 2..last + 200 {
+        assert_eq!(q.get_timeout(DEADLINE), Ok(want));
+    }
+    assert_eq!(q.lost(), 1);
+    q.close();
+    while q.try_get().is_ok() {}
+    assert_eq!(
+        producer.join(),
+        0,
+        "the producer failed (code 2: timed out)"
+    );
+    eprintln!(
+        "inside_get: victim killed inside get #{} after {stops} stops",
+        last + 1
+    );
 }

@@ -379,11 +379,14 @@ fn role_mpmc_consumer() {
 /// Offsets within a `Queue<u64>` object (header at 0): see `ObjectKind::Mpmc`
 /// and the `MpmcState` table in `src/queue/raw/mpmc.rs`.
 mod mpmc_layout {
-    /// The tail position, with the closed mark.
+    /// The tail hint.
     pub const TAIL: usize = 64;
     /// The `readable` and `writable` eventcounts (`seq | waiters << 32`).
     pub const EVENTS: [usize; 2] = [128, 136];
-    /// The head position.
+    /// The closed word (u32, with 4 spare bytes) and the lost count.
+    pub const CLOSED: usize = 144;
+    pub const LOST: usize = 152;
+    /// The head hint.
     pub const HEAD: usize = 192;
     /// Slot `i`: its stamp at `SLOTS + 16 * i`, its value 8 bytes later.
     pub const SLOTS: usize = 320;
@@ -411,7 +414,7 @@ mod mpmc_layout {
 /// call it makes is a `try_*`, a batch, or a 1 ms timeout.
 #[test]
 fn scribbled_positions_and_stamps_never_go_out_of_bounds() {
-    use mpmc_layout::{EVENTS, HEAD, SLOTS, TAIL};
+    use mpmc_layout::{CLOSED, EVENTS, HEAD, LOST, SLOTS, TAIL};
     const CAP: usize = 8;
     /// The encoding's slot index mask is 15 for capacity 8; one lap is 32.
     const MARK: u64 = 16;
@@ -419,6 +422,8 @@ fn scribbled_positions_and_stamps_never_go_out_of_bounds() {
     const VAL: u64 = 0x5151_5151_5151_5151;
     const CANARY: u64 = 0xC0FF_EE00_DEAD_BEEF;
     const SIZE: usize = 4096;
+    /// A TID above the kernel's limit (2^22) but inside the claim's field.
+    const NO_TID: u64 = (1 << 22) - 1;
 
     let name = ShmName::new("mpmc-scribble");
     let shm = SharedMemory::create(&name.0, SIZE).unwrap();
@@ -459,6 +464,8 @@ fn scribbled_positions_and_stamps_never_go_out_of_bounds() {
         q_off + HEAD,
         q_off + EVENTS[0],
         q_off + EVENTS[1],
+        q_off + CLOSED,
+        q_off + LOST,
     ];
     words.extend((0..CAP).map(|i| q_off + SLOTS + 16 * i));
     let interesting: Vec<u64> = vec![
@@ -477,6 +484,12 @@ fn scribbled_positions_and_stamps_never_go_out_of_bounds() {
         u64::MAX - ONE_LAP + 1,
         1 << 63,
         (1 << 63) | 15,
+        // Forged claims (claim bit 63, reading bit 62, lap tag from bit 54)
+        // naming a TID no task has: recoverers take them for dead ones.
+        (1 << 63) | (NO_TID << 32),
+        (1 << 63) | (1 << 62) | (NO_TID << 32),
+        (1 << 63) | (1 << 54) | (NO_TID << 32),
+        (1 << 63) | (1 << 62) | (0xff << 54) | (NO_TID << 32),
         // The traps: heads one below the item stamps, tails equal to the
         // free stamps.
         trap[0] - 1,
@@ -524,7 +537,7 @@ fn scribbled_positions_and_stamps_never_go_out_of_bounds() {
                     peer.write_u64(q_off + TAIL, pick(r));
                     peer.write_u64(q_off + HEAD, pick(xorshift(&mut rng)));
                 }
-                3 => peer.write_u64(words[4 + r as usize % CAP], pick(xorshift(&mut rng))),
+                3 => peer.write_u64(words[6 + r as usize % CAP], pick(xorshift(&mut rng))),
                 4 => peer.write_u64(q_off + EVENTS[r as usize % 2], pick(xorshift(&mut rng))),
                 _ => {
                     // Spring a trap: a position that points past the
@@ -554,7 +567,7 @@ fn scribbled_positions_and_stamps_never_go_out_of_bounds() {
                 let _ = q.put_timeout(VAL, Duration::from_millis(1));
             }
             if round % 777 == 0 {
-                q.close(); // a later tail scribble reopens it
+                q.close(); // a later scribble of `closed` reopens it
             }
         }
         0
@@ -578,8 +591,8 @@ fn scribbled_positions_and_stamps_never_go_out_of_bounds() {
     // Sane words make a working ring again.
     peer.write_u64(q_off + TAIL, 0);
     peer.write_u64(q_off + HEAD, 0);
-    for e in EVENTS {
-        peer.write_u64(q_off + e, 0);
+    for w in [EVENTS[0], EVENTS[1], CLOSED, LOST] {
+        peer.write_u64(q_off + w, 0);
     }
     for i in 0..CAP {
         peer.write_u64(q_off + SLOTS + 16 * i, i as u64);

@@ -43,10 +43,12 @@ use crate::shm::header::{Expect, Fingerprint, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
 use crate::shm::value::{Place, deadline};
+use crate::sync::owner::ProcLiveness;
 use crate::sync::raw::futex::Futex;
+use crate::sync::raw::robust::{Liveness, Owner};
 
 /// The snapshot queries of a one-ring message queue (a `ring: Ring`
-/// field): `is_closed`, `len`, `is_empty`, `is_full`, `capacity`,
+/// field): `is_closed`, `len`, `is_empty`, `is_full`, `capacity`, `lost`,
 /// `max_message_size`.
 macro_rules! queries {
     () => {
@@ -74,6 +76,13 @@ macro_rules! queries {
         /// The number of slots.
         pub fn capacity(&self) -> usize {
             self.ring.capacity()
+        }
+
+        /// Messages taken by a consumer that died (killed, say) before its
+        /// get returned, and so lost: counted when a producer frees the
+        /// dead consumer's slot. See [`Queue::lost`](crate::Queue::lost).
+        pub fn lost(&self) -> u64 {
+            self.ring.lost()
         }
 
         /// The largest encoded message a slot holds: the size asked for at
@@ -244,6 +253,14 @@ unsafe impl QueueMemory for MsgMem {
     unsafe fn stamp(&self, index: usize) -> &AtomicU64 {
         // SAFETY: index < capacity (caller): the slot's first 8 bytes, 64-aligned.
         unsafe { AtomicU64::from_ptr(self.slot_ptr(index).cast::<u64>()) }
+    }
+    #[inline]
+    fn me(&self) -> Owner {
+        crate::sync::owner::current()
+    }
+
+    fn is_dead(&self, owner: Owner) -> bool {
+        ProcLiveness.is_dead(owner)
     }
 }
 

@@ -20,7 +20,9 @@ use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
 use crate::shm::value::{Place, deadline};
+use crate::sync::owner::ProcLiveness;
 use crate::sync::raw::futex::Futex;
+use crate::sync::raw::robust::{Liveness, Owner};
 
 /// One slot in shared memory: the stamp, then the value (in one cache line
 /// for small `T`). The element type of a queue's object header.
@@ -94,6 +96,14 @@ unsafe impl<T: Pod> QueueMemory for Mapped<T> {
         // and is only ever accessed atomically; the mapping outlives `&self`.
         unsafe { &(*self.slots().add(index)).stamp }
     }
+    #[inline]
+    fn me(&self) -> Owner {
+        crate::sync::owner::current()
+    }
+
+    fn is_dead(&self, owner: Owner) -> bool {
+        ProcLiveness.is_dead(owner)
+    }
 }
 
 // SAFETY: the slot pointers are in bounds for index < capacity (the
@@ -139,23 +149,29 @@ const MAX_CAPACITY: usize = u32::MAX as usize;
 /// once, from any threads and processes; operations take `&self`.
 ///
 /// Values are copied into and out of the ring, never serialised. Putting
-/// and getting are lock-free (Dmitry Vyukov's bounded queue, one stamp per
-/// slot); with nobody asleep they make no system call. A blocking
+/// and getting take no lock (a bounded ring after Dmitry Vyukov's, one
+/// stamp per slot); with nobody asleep they make no system call. A blocking
 /// [`put`](Queue::put) or [`get`](Queue::get) spins briefly, then sleeps on
 /// a shared futex. [`put_slice`](Queue::put_slice) and
-/// [`get_into`](Queue::get_into) claim a whole batch with one update of the
-/// shared position.
+/// [`get_into`](Queue::get_into) move a whole batch with one update of the
+/// shared position and one wake-up.
 ///
 /// After [`close`](Queue::close), from any handle, puts fail with `Closed`
 /// and gets drain what is left, then report `Closed`: the end-of-stream
 /// marker without a marker value. Dropping a handle does not close the
 /// queue.
 ///
-/// A process killed in the middle of a put or get (between claiming a slot
-/// and finishing with it) leaves that slot blocked: later gets (or puts)
-/// wait there. A peer that scribbles over the queue's memory can make
-/// results wrong or calls wait, never make this process read or write
-/// outside the queue.
+/// A process killed in the middle of a put or get blocks nobody. Each slot
+/// is claimed in its stamp with the claimant's thread id and start time;
+/// a caller that finds a claim stuck at the position it needs asks whether
+/// the claimant still lives (blocked callers look every 20 ms). A dead
+/// producer's position is skipped: its `put` never returned, so nothing is
+/// lost. A dead consumer's slot is freed and its value counted in
+/// [`lost`](Queue::lost). All processes using a queue must share a PID
+/// namespace for this (as for the robust locks); where the claimant's
+/// liveness cannot be told, its slot waits. A peer that scribbles over the
+/// queue's memory can make results wrong or calls wait, never make this
+/// process read or write outside the queue.
 ///
 /// # Examples
 ///
@@ -582,6 +598,30 @@ impl<T: Pod> Queue<T> {
     #[inline]
     pub fn is_closed(&self) -> bool {
         self.raw.is_closed()
+    }
+
+    /// Values taken by a consumer that died before its get returned, and so
+    /// lost.
+    ///
+    /// A process killed in the middle of a `get` (after it claimed the
+    /// value's slot, before the call returned) cannot hand the value on. A
+    /// producer that later needs that slot finds its claimant dead, frees
+    /// the slot and counts the value here, so nothing is lost silently. A
+    /// process killed in the middle of a `put` loses nothing: its `put`
+    /// never returned, and consumers skip the position.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let q = multiproc::Queue::<u64>::new(4)?;
+    /// assert_eq!(q.lost(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn lost(&self) -> u64 {
+        self.raw.lost()
     }
 
     /// Values in the queue now (a snapshot other handles may change at

@@ -33,7 +33,7 @@ pub(crate) const HEADER_SIZE: usize = 64;
 /// `b"MPROCOBJ"` read as a little-endian integer.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MPROCOBJ");
 /// The layout version this build writes and reads.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// High half of a published `ready` word.
 const READY_TAG: u32 = 0x4D50_0000; // "MP"
 /// The ready word of a header being initialised.

@@ -172,7 +172,24 @@ impl EventCount {
         deadline: Option<Instant>,
         ready: impl FnMut() -> bool,
     ) -> bool {
-        self.wait(waiter, deadline, None::<fn() -> bool>, ready)
+        self.wait(waiter, deadline, None, None::<fn() -> bool>, ready)
+    }
+
+    /// [`wait_until`](Self::wait_until) that sleeps once, at most `slice`
+    /// (spinning first reads no clock): it also returns `false` when that
+    /// sleep ends (slice over, a wake, or a spurious one) with `ready()`
+    /// still false. For waiters that must look at something no notifier
+    /// will tell them about (a claimant that died, in the MPMC ring) every
+    /// so often.
+    #[inline]
+    pub fn wait_sliced<W: Waiter>(
+        &self,
+        waiter: &W,
+        deadline: Option<Instant>,
+        slice: Duration,
+        ready: impl FnMut() -> bool,
+    ) -> bool {
+        self.wait(waiter, deadline, Some(slice), None::<fn() -> bool>, ready)
     }
 
     /// [`wait_until`](Self::wait_until) for a waiter whose notifiers may use
@@ -191,7 +208,7 @@ impl EventCount {
         heavy_barrier: impl FnOnce() -> bool,
         ready: impl FnMut() -> bool,
     ) -> bool {
-        self.wait(waiter, deadline, Some(heavy_barrier), ready)
+        self.wait(waiter, deadline, None, Some(heavy_barrier), ready)
     }
 
     #[inline]
@@ -199,6 +216,7 @@ impl EventCount {
         &self,
         waiter: &W,
         deadline: Option<Instant>,
+        slice: Option<Duration>,
         heavy_barrier: Option<impl FnOnce() -> bool>,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
@@ -210,7 +228,7 @@ impl EventCount {
             }
             backoff(round);
         }
-        self.sleep(waiter, deadline, heavy_barrier, ready)
+        self.sleep(waiter, deadline, slice, heavy_barrier, ready)
     }
 
     #[cold]
@@ -218,9 +236,19 @@ impl EventCount {
         &self,
         waiter: &W,
         deadline: Option<Instant>,
+        slice: Option<Duration>,
         heavy_barrier: Option<impl FnOnce() -> bool>,
         mut ready: impl FnMut() -> bool,
     ) -> bool {
+        // A sliced wait ends at the slice's end if that comes first (the
+        // clock is read here, once we know we sleep).
+        let deadline = match slice {
+            Some(s) => {
+                let end = Instant::now() + s;
+                Some(deadline.map_or(end, |d| d.min(end)))
+            }
+            None => deadline,
+        };
         // Step 2: announce ourselves, so that every later notify wakes us.
         // SYNC: first half of the waiter's side of the Dekker pair: this
         // SeqCst RMW, then the SeqCst reads inside `ready`, pair with the
@@ -234,10 +262,11 @@ impl EventCount {
         // notifier's later read of `waiters` sees the announcement, or its
         // earlier state store is visible to every re-check below. If it
         // failed, a light notify may miss us: sleep in slices.
-        let slice = match heavy_barrier.map(|barrier| barrier()) {
+        let degraded = match heavy_barrier.map(|barrier| barrier()) {
             Some(false) => Some(DEGRADED_SLICE),
             _ => None,
         };
+        let mut slept = false;
         let got = loop {
             // Step 3: take the key before re-checking, so that a notify after
             // the re-check changes `seq` and the sleep below returns at once.
@@ -246,15 +275,19 @@ impl EventCount {
             if ready() {
                 break true;
             }
+            if slept && slice.is_some() {
+                break false;
+            }
             let Ok(timeout) = time_left(deadline) else {
                 break false;
             };
-            let timeout = match (timeout, slice) {
+            let timeout = match (timeout, degraded) {
                 (Some(t), Some(s)) => Some(t.min(s)),
                 (t, s) => t.or(s),
             };
             // Sleeps only while `seq == key`.
             waiter.wait(&self.seq, key, timeout);
+            slept = true;
         };
         // Leaving: a notifier that still sees us makes one spare bump and
         // wake at most. Relaxed: nothing is published through this word.

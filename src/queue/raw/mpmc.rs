@@ -1,90 +1,183 @@
-//! A bounded multi-producer multi-consumer ring: Dmitry Vyukov's bounded
-//! MPMC queue with per-slot sequence stamps, in the encoding of crossbeam's
-//! `ArrayQueue` and array channel (a closed mark in the tail word).
-//! Blocking uses two [`EventCount`]s: `readable` (consumers wait for an
-//! item) and `writable` (producers wait for room).
+//! A bounded multi-producer multi-consumer ring with per-slot sequence
+//! stamps, after Dmitry Vyukov's bounded MPMC queue and crossbeam's
+//! `ArrayQueue`, changed so that a process killed in the middle of a put or
+//! a get blocks nobody: a position is claimed in its slot's stamp, with the
+//! claimant's identity, rather than in a shared counter. Blocking uses two
+//! [`EventCount`]s: `readable` (consumers wait for an item) and `writable`
+//! (producers wait for room).
 //!
 //! # Positions and stamps
 //!
-//! `head` and `tail` are *positions*: a lap number in the high bits, a
-//! slot index in the low bits, and between them the `mark` bit, set in
-//! `tail` by [`close`](RawQueue::close):
+//! Positions are a lap number in the high bits and a slot index in the low
+//! bits:
 //!
 //! ```text
-//! mark     = (capacity + 1).next_power_of_two()
-//! one_lap  = 2 * mark
-//! position = lap * one_lap | index          (index < capacity)
+//! index_end = (capacity + 1).next_power_of_two()
+//! one_lap   = 2 * index_end
+//! position  = lap * one_lap | index          (index < capacity)
 //! ```
 //!
 //! The position after the last slot of a lap is index 0 of the next lap,
-//! so the hot path never divides. Each slot has a stamp: `position` when
-//! the slot is free for the producer of `position`, `position + 1` once
-//! that producer wrote it (free for the consumer of `position`), and
-//! `position + one_lap` once that consumer read it (free for the producer of
-//! the next lap). A fresh ring has stamp `i` in slot `i`.
+//! so the hot path never divides. Each slot's stamp says where the slot is
+//! in its life, either as a position (bit 63 clear) or as a claim (bit 63
+//! set):
 //!
-//! A producer reads `tail`, checks that its slot's stamp says "free for
-//! `tail`", claims the position by a CAS of `tail` to the next one, writes
-//! the slot and stores the stamp `tail + 1`. A consumer mirrors that with
-//! `head`. Producers never wait for each other, nor consumers: a stale
-//! position makes the CAS fail, and the loop retries with the new one.
+//! ```text
+//! p                      free for the producer of position p
+//! W(owner, tag p)        claimed by that producer, which is writing it
+//! p + 1                  written: free for the consumer of p
+//! R(owner, tag p)        claimed by that consumer, which is reading it
+//! p + one_lap            read: free for the producer of the next lap
+//!
+//! claim word: bit 63 claim | bit 62 reading | bits 61..54 tag (lap mod 256)
+//!             | bits 53..32 owner TID | bits 31..0 owner start stamp
+//! ```
+//!
+//! A fresh ring has stamp `i` in slot `i`.
+//!
+//! # Put and get
+//!
+//! A producer reads the `tail` hint and claims its position with one CAS of
+//! the slot's stamp from `tail` to `W(me)`; then it stores the next position
+//! into `tail` (a plain Release store), writes the slot and stores the stamp
+//! `tail + 1`. A consumer mirrors that with `head`: CAS from `head + 1` to
+//! `R(me)`, store `head`, read, store `head + one_lap`. That is two locked
+//! instructions per operation, as in crossbeam (which CASes the counter and
+//! stores the stamp).
+//!
+//! `tail` and `head` are only hints. A CAS that fails shows who has the
+//! position: a claim or a stamp of the same or a later lap means another
+//! thread took it, and the caller moves on to the next position (or to a
+//! newer hint). So positions are claimed in order: a producer claims `p + 1`
+//! only after it saw `p` taken, or read a hint stored after `p` was. A
+//! hint can lag (a slow claimant may store an older value after a faster
+//! one), never by a lap: nobody gets a lap ahead of an unfinished claim.
+//!
+//! Because claims are in order, a consumer that finds `head` still free for
+//! its producer knows the ring is empty, without reading `tail`.
+//!
+//! # Dead claimants
+//!
+//! A claim names its owner (TID and start time, as the robust locks record
+//! them, see [`Owner`]), so a stalled claim can be told from a dead one
+//! (through [`QueueMemory::is_dead`]):
+//!
+//! * **a producer died after claiming** (`W` at the head): a consumer that
+//!   finds the claim still there after spinning, and its owner dead, takes
+//!   the position as an empty one: it CASes the stamp to `p + one_lap` (free
+//!   for the next lap) and moves on. The dead producer's `put` never
+//!   returned, so no item is lost.
+//! * **a consumer died after claiming** (`R` a lap behind the tail): a
+//!   producer that finds the ring full because of it, and its owner dead,
+//!   frees the slot (CAS to `p + one_lap`) and counts the item in the
+//!   ring's `lost` counter: the dead consumer's `get` never returned it.
+//!
+//! The claim word is compared whole in the recovering CAS, and a dead owner
+//! writes nothing more, so exactly one recoverer wins. Before recovering,
+//! the recoverer re-reads the hint: if the hint is past its position, it
+//! was stale and retries instead. Otherwise the claim is for its position
+//! (a claim with the same tag 256 laps away would need the hint to lag by a
+//! lap). Sleepers cannot be woken by a dead claimant, so blocking calls
+//! sleep in slices of [`CLAIM_POLL`] and look for dead claims between them.
+//! A claimant whose identity does not fit (a TID of 2^22 or more) or whose
+//! liveness cannot be told is never taken for dead: its position then
+//! stays blocked, as in every Vyukov ring.
 //!
 //! # Close
 //!
-//! `close` sets the mark bit of `tail` with one `fetch_or`. Producers see it
-//! before claiming, and their CAS (which expects an unmarked `tail`) fails
-//! after it, so no put succeeds after the close: closing is linearisable. A
-//! consumer reports [`TryPopError::Closed`] only when `tail` is marked and
-//! `head` reached it, so every item claimed before the close is taken first.
+//! `close` sets the `closed` word (on the wait line, which producers read
+//! anyway) and wakes every sleeper. A producer checks it before claiming
+//! (a quick way out) and again, with `SeqCst`, after claiming: if the ring
+//! was closed in between, it gives the position up (stamp `p + one_lap`,
+//! which consumers skip) and reports `Closed`. A consumer that finds its
+//! position free for its producer reads `closed` and then the stamp again
+//! (all `SeqCst`): if both say so, no producer can still publish there, and
+//! it reports [`TryPopError::Closed`]. So every put that succeeded is taken
+//! before consumers see `Closed`, and none succeeds after the close.
 //!
 //! # Stalls
 //!
-//! A slot claimed but not yet written (or read) by a thread that was
-//! preempted mid-operation blocks the position for everyone, as in every
-//! Vyukov ring. A non-blocking call spins a few rounds on such a slot, then
-//! reports `Full` (or `Empty`); the blocking calls sleep until the stamp
-//! changes. A process killed between its claim and its stamp store leaves
-//! that position blocked for good (documented, not prevented).
+//! A slot claimed but not yet written (or read) by a live thread that was
+//! preempted mid-operation blocks the position, as in every Vyukov ring. A
+//! non-blocking call spins a few rounds on such a slot, then reports `Full`
+//! (or `Empty`); the blocking calls sleep until the stamp changes.
 //!
 //! # Bad shared state
 //!
 //! Shared positions are never trusted to address memory: a slot index is
 //! masked out of a position and then checked against the locally known
 //! capacity; a position whose index is not below the capacity (a peer
-//! scribbled over it) reads as "full" and "empty". Inconsistent stamps make
-//! a non-blocking call give up after a bounded number of rounds. A
-//! scribbler can make results wrong or operations wait (until their
-//! timeout), never make us read or write outside the slots.
+//! scribbled over it) reads as "full" and "empty". A non-blocking call gives
+//! up after a bounded number of rounds and skipped positions, so
+//! inconsistent stamps make it report `Full` or `Empty`. A scribbler can
+//! make results wrong or operations wait (until their timeout), and a
+//! forged claim can make a recoverer free a slot, never make us read or
+//! write outside the slots.
 //!
 //! # Memory order
 //!
 //! The stamp carries the slot's contents: the producer writes the slot,
 //! then stores the stamp with a `SeqCst` swap, whose Release half pairs with
-//! the consumer's Acquire load of the stamp (and the consumer's swap with
-//! the next producer's load, so a slot is never overwritten before it was
-//! read). The `SeqCst` half is the state store of the eventcount's Dekker
-//! pair, paid once per operation (once per batch for
+//! the Acquire of the consumer's claiming CAS (and the consumer's swap with
+//! the next producer's claiming CAS, so a slot is never overwritten before
+//! it was read). The `SeqCst` half is the state store of the eventcount's
+//! Dekker pair, paid once per operation (once per batch for
 //! [`put_slice`](RawQueue::put_slice) / [`get_into`](RawQueue::get_into),
-//! which store the other stamps of the batch with Release, last to first, so
-//! that the `SeqCst` store of the first stamp publishes the whole batch).
-//! The `head`/`tail` CASes are `SeqCst` as in crossbeam, so the full and
-//! empty checks read positions in one total order with them.
+//! which store the other stamps of the batch with Release, last to first).
+//! Hints are stored with Release and loaded with Acquire, so a claim made
+//! after reading a hint happens after the claim that hint announced: that is
+//! what "claims are in order" needs in the memory model.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::eventcount::EventCount;
 use super::spsc::{TryPopError, TryPushError};
-use crate::loom::atomic::{AtomicU64, Ordering};
-use crate::sync::raw::futex::{Waiter, backoff};
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::raw::futex::{Waiter, backoff, load_sc, time_left};
+use crate::sync::raw::robust::Owner;
 
 /// Rounds a non-blocking call waits on a slot that another thread claimed
 /// but has not finished (or on a position that makes no sense), before
-/// giving up; each round spins `2^round` hints.
+/// giving up (or, for a claim, asking whether its owner is dead); each
+/// round spins `2^round` hints.
 const STALL_ROUNDS: u32 = if cfg!(loom) { 1 } else { 8 };
 
 /// Re-reads a waiter's condition makes while the position it looks at
 /// keeps moving, before it just reports "ready" (and lets the caller retry).
 const RECHECKS: u32 = if cfg!(loom) { 2 } else { 16 };
+
+/// The longest a blocked call sleeps before it looks for a dead claimant
+/// at the position it waits for (nobody wakes it when one dies).
+pub const CLAIM_POLL: Duration = Duration::from_millis(20);
+
+/// Stamp bit: the stamp is a claim, not a position.
+const CLAIM: u64 = 1 << 63;
+/// Claim bit: a consumer's claim (clear: a producer's).
+const READING: u64 = 1 << 62;
+/// Where the lap tag sits in a claim, and its mask (after shifting).
+const TAG_SHIFT: u32 = 54;
+const TAG_MASK: u64 = 0xff;
+/// The owner TID bits of a claim (Linux TIDs stay below 2^22).
+const CLAIM_TID_MASK: u64 = (1 << 22) - 1;
+
+/// The claim bits that name `me`: TID and start stamp. A TID that does not
+/// fit is recorded as 0, "unknown", never taken for dead.
+#[inline]
+fn owner_bits(me: Owner) -> u64 {
+    let tid = u64::from(me.tid);
+    let tid = if tid <= CLAIM_TID_MASK { tid } else { 0 };
+    (tid << 32) | u64::from(me.stamp)
+}
+
+/// The owner a claim names, if it names one.
+#[inline]
+fn claim_owner(word: u64) -> Option<Owner> {
+    let tid = ((word >> 32) & CLAIM_TID_MASK) as u32;
+    (tid != 0).then_some(Owner {
+        tid,
+        stamp: word as u32,
+    })
+}
 
 /// A `SeqCst` load of a 64-bit word for the reading half of a Dekker pair;
 /// under loom a `fetch_add(0)` (see
@@ -97,6 +190,20 @@ fn load_sc64(word: &AtomicU64) -> u64 {
     return word.fetch_add(0, Ordering::SeqCst);
 }
 
+/// A Release store of a word that other threads also read-modify-write.
+/// Under loom a swap: loom 0.7 lets a read-modify-write by another thread
+/// read a value older than a plain store before it (when an earlier RMW
+/// of that thread came first), a stale read no hardware makes; the claims'
+/// CASes and `load_sc64`'s `fetch_add(0)` are such RMWs. A Release swap
+/// publishes what a Release store does.
+#[inline]
+fn store_release(word: &AtomicU64, value: u64) {
+    #[cfg(not(loom))]
+    word.store(value, Ordering::Release);
+    #[cfg(loom)]
+    word.swap(value, Ordering::Release);
+}
+
 /// A `SeqCst` store read by [`load_sc64`], done as a swap (one `xchg` on
 /// x86-64, and a total modification order against loom's `fetch_add(0)`).
 #[inline]
@@ -104,15 +211,48 @@ fn store_sc64(word: &AtomicU64, value: u64) {
     word.swap(value, Ordering::SeqCst);
 }
 
+/// What a producer at a position finds in the slot's stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ForPut {
+    /// Free for the position.
+    Free,
+    /// Another producer took the position (or ours is stale): move on.
+    Taken,
+    /// The previous lap's item is still there (or still being written):
+    /// full.
+    Full,
+    /// The previous lap's consumer is reading the slot: full until it is
+    /// done, or dead.
+    Reading(Option<Owner>),
+    /// Makes no sense for the position (a scribble).
+    Odd,
+}
+
+/// What a consumer at a position finds in the slot's stamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ForGet {
+    /// Written for the position.
+    Item,
+    /// Nothing claimed at the position yet: empty.
+    Empty,
+    /// Another consumer took the position (or ours is stale): move on.
+    Taken,
+    /// Its producer claimed it and is writing it, or died doing so.
+    Writing(Option<Owner>),
+    /// Makes no sense for the position (a scribble).
+    Odd,
+}
+
 /// The producers' cache line.
 #[repr(C, align(64))]
 #[derive(Debug)]
 struct TailLine {
-    /// The next position to put at, with the closed mark.
+    /// Where producers start looking for a free position (a hint).
     tail: AtomicU64,
 }
 
-/// The wait line: written only when somebody sleeps.
+/// The wait line: read by every put, written only when somebody sleeps,
+/// closes, or recovers a dead consumer's slot.
 #[repr(C, align(64))]
 #[derive(Debug)]
 struct WaitLine {
@@ -120,13 +260,17 @@ struct WaitLine {
     readable: EventCount,
     /// Producers wait here for room (or the close).
     writable: EventCount,
+    /// Non-zero once the ring is closed.
+    closed: AtomicU32,
+    /// Items taken by consumers that died before their get returned.
+    lost: AtomicU64,
 }
 
 /// The consumers' cache line.
 #[repr(C, align(64))]
 #[derive(Debug)]
 struct HeadLine {
-    /// The next position to take from.
+    /// Where consumers start looking for an item (a hint).
     head: AtomicU64,
 }
 
@@ -140,10 +284,11 @@ struct Spacer([u8; 64]);
 /// are an empty, open ring (the stamps need [`RawQueue::init`]).
 ///
 /// ```text
-/// +0    tail (u64, with the closed mark)   producers' line
-/// +64   readable, writable eventcounts     wait line
-/// +128  head (u64)                         consumers' line
-/// +192  spacer                             (slots follow at +256)
+/// +0    tail hint (u64)                          producers' line
+/// +64   readable, writable eventcounts, closed   wait line
+///       (u32), lost (u64)
+/// +128  head hint (u64)                          consumers' line
+/// +192  spacer                                   (slots follow at +256)
 /// ```
 #[repr(C)]
 #[derive(Debug)]
@@ -176,6 +321,8 @@ impl MpmcState {
             wait: WaitLine {
                 readable: EventCount::new(),
                 writable: EventCount::new(),
+                closed: AtomicU32::new(0),
+                lost: AtomicU64::new(0),
             },
             head: HeadLine {
                 head: AtomicU64::new(0),
@@ -193,8 +340,9 @@ impl MpmcState {
 }
 
 /// The memory an MPMC ring lives in: its [`MpmcState`], the stamps of its
-/// slots, and the futex to sleep on. What a slot holds, and how, is up to
-/// the caller of the `*_with` operations (or to [`SlotMemory`]).
+/// slots, the futex to sleep on, and who the caller is. What a slot holds,
+/// and how, is up to the caller of the `*_with` operations (or to
+/// [`SlotMemory`]).
 ///
 /// # Safety
 ///
@@ -203,6 +351,8 @@ impl MpmcState {
 /// `2^60`, on every call for as long as the value lives; the stamp accessor
 /// must be valid for every index below that capacity. Callers of
 /// [`stamp`](Self::stamp) promise `index < capacity`.
+/// [`is_dead`](Self::is_dead) must never return `true` for an owner that
+/// may still run: its slot would be taken from under it.
 pub unsafe trait QueueMemory {
     /// The futex implementation sleepers use.
     type Waiter: Waiter;
@@ -218,6 +368,12 @@ pub unsafe trait QueueMemory {
     ///
     /// `index < capacity()`.
     unsafe fn stamp(&self, index: usize) -> &AtomicU64;
+    /// Who the calling thread is, as its claims record it (unique among
+    /// the threads that may use the ring at the same time).
+    fn me(&self) -> Owner;
+    /// Whether the thread a claim names is certainly gone (see the trait's
+    /// safety section); asked only about claims stuck for a while.
+    fn is_dead(&self, owner: Owner) -> bool;
 }
 
 /// [`QueueMemory`] whose slots hold one `Copy` value each, for the
@@ -255,10 +411,12 @@ pub struct RawQueue<M: QueueMemory> {
     mem: M,
     /// Capacity, read once.
     cap: usize,
-    /// The closed bit of `tail` (also one past the largest index mask).
-    mark: u64,
+    /// One past the largest index mask (a power of two above `cap`).
+    index_end: u64,
     /// Position increment of one lap.
     one_lap: u64,
+    /// `log2(one_lap)`: a position shifted right by it is its lap.
+    lap_shift: u32,
 }
 
 impl<M: QueueMemory> RawQueue<M> {
@@ -266,14 +424,16 @@ impl<M: QueueMemory> RawQueue<M> {
     /// [`init`](Self::init)).
     pub fn new(mem: M) -> Self {
         let cap = mem.capacity();
-        // Below 2^60: `one_lap` stays far from overflowing.
+        // Below 2^60: positions stay far below the claim bit.
         assert!(cap >= 1 && (cap as u64) < 1 << 60);
-        let mark = (cap as u64 + 1).next_power_of_two();
+        let index_end = (cap as u64 + 1).next_power_of_two();
+        let one_lap = index_end * 2;
         RawQueue {
             mem,
             cap,
-            mark,
-            one_lap: mark * 2,
+            index_end,
+            one_lap,
+            lap_shift: one_lap.trailing_zeros(),
         }
     }
 
@@ -299,7 +459,7 @@ impl<M: QueueMemory> RawQueue<M> {
     /// position was scribbled over).
     #[inline]
     fn slot_of(&self, pos: u64) -> Option<usize> {
-        let idx = (pos & (self.mark - 1)) as usize;
+        let idx = (pos & (self.index_end - 1)) as usize;
         (idx < self.cap).then_some(idx)
     }
 
@@ -322,6 +482,89 @@ impl<M: QueueMemory> RawQueue<M> {
         }
     }
 
+    /// The claim word for position `pos`: the owner bits `who` (with the
+    /// reading bit for a consumer) and the lap tag of `pos`.
+    #[inline]
+    fn claim_at(&self, who: u64, pos: u64) -> u64 {
+        who | (((pos >> self.lap_shift) & TAG_MASK) << TAG_SHIFT)
+    }
+
+    /// How many laps (mod 256) the claim `word` is ahead of `pos`:
+    /// 0 for `pos`'s lap, 1 for the next, `TAG_MASK` for the previous.
+    #[inline]
+    fn tag_distance(&self, word: u64, pos: u64) -> u64 {
+        ((word >> TAG_SHIFT).wrapping_sub(pos >> self.lap_shift)) & TAG_MASK
+    }
+
+    /// Reads a stamp as a producer at `pos` sees it.
+    #[inline]
+    fn for_put(&self, stamp: u64, pos: u64) -> ForPut {
+        if stamp & CLAIM == 0 {
+            if stamp == pos {
+                ForPut::Free
+            } else if stamp > pos {
+                // Written for `pos`, or a later lap.
+                ForPut::Taken
+            } else if stamp.wrapping_add(self.one_lap) == pos.wrapping_add(1) {
+                ForPut::Full
+            } else {
+                ForPut::Odd
+            }
+        } else {
+            let reading = stamp & READING != 0;
+            match (self.tag_distance(stamp, pos), reading) {
+                (0 | 1, _) => ForPut::Taken,
+                (TAG_MASK, true) => ForPut::Reading(claim_owner(stamp)),
+                (TAG_MASK, false) => ForPut::Full,
+                _ => ForPut::Odd,
+            }
+        }
+    }
+
+    /// Reads a stamp as a consumer at `pos` sees it.
+    #[inline]
+    fn for_get(&self, stamp: u64, pos: u64) -> ForGet {
+        if stamp & CLAIM == 0 {
+            if stamp == pos.wrapping_add(1) {
+                ForGet::Item
+            } else if stamp == pos {
+                ForGet::Empty
+            } else if stamp > pos {
+                ForGet::Taken
+            } else {
+                ForGet::Odd
+            }
+        } else {
+            let reading = stamp & READING != 0;
+            match (self.tag_distance(stamp, pos), reading) {
+                (0, false) => ForGet::Writing(claim_owner(stamp)),
+                (0, true) | (1, _) => ForGet::Taken,
+                // The previous lap's consumer still reads: nothing written
+                // for `pos` yet.
+                (TAG_MASK, true) => ForGet::Empty,
+                _ => ForGet::Odd,
+            }
+        }
+    }
+
+    /// The position to try after `pos` (slot `idx`) was taken: the next
+    /// one, or the hint in `word` if that is further on. Updates `hint` to
+    /// the hint just read.
+    #[inline]
+    fn move_on(&self, word: &AtomicU64, hint: &mut u64, pos: u64, idx: usize) -> u64 {
+        let (next, _) = self.advance(pos, idx, 1);
+        // SYNC: Acquire, as the first hint load (claims in order).
+        *hint = word.load(Ordering::Acquire);
+        next.max(*hint)
+    }
+
+    /// Positions a non-blocking call may skip (taken by others) before it
+    /// gives up: far more than a lagging hint and a few races need.
+    #[inline]
+    fn skip_budget(&self) -> usize {
+        self.cap.saturating_mul(4).saturating_add(64)
+    }
+
     /// Backs off for stall round `round`; `false` once the rounds are used
     /// up.
     #[inline]
@@ -335,13 +578,14 @@ impl<M: QueueMemory> RawQueue<M> {
     }
 
     /// Puts `value` if there is room, without blocking. Makes no system
-    /// call unless a consumer sleeps.
+    /// call unless a consumer sleeps (or a claim at the tail stays put,
+    /// and its owner's liveness is looked up).
     ///
     /// # Errors
     ///
     /// [`TryPushError::Closed`] after [`close`](Self::close),
     /// [`TryPushError::Full`] if there is no room (or the slot at the tail
-    /// stays claimed by a consumer still reading it).
+    /// stays claimed by a live consumer still reading it).
     ///
     /// `write(memory, index, value)` fills slot `index` (below the
     /// capacity, owned by this call until it returns); it is called once,
@@ -353,76 +597,159 @@ impl<M: QueueMemory> RawQueue<M> {
         write: impl FnOnce(&M, usize, V),
     ) -> Result<(), TryPushError<V>> {
         let st = self.mem.state();
-        // Relaxed: only a starting point; the CAS below checks it.
-        let mut tail = st.tail.tail.load(Ordering::Relaxed);
-        let mut stalls = 0;
+        // Relaxed: a quick way out; the SeqCst re-check after the claim
+        // decides.
+        if st.wait.closed.load(Ordering::Relaxed) != 0 {
+            return Err(TryPushError::Closed(value));
+        }
+        let who = CLAIM | owner_bits(self.mem.me());
+        // SYNC: Acquire pairs with the Release hint stores below: a claim
+        // made after reading a hint happens after the claim it announced.
+        let mut hint = st.tail.tail.load(Ordering::Acquire);
+        let mut tail = hint;
+        let mut seen = None;
+        let (mut stalls, mut skips) = (0, self.skip_budget());
         loop {
-            if tail & self.mark != 0 {
-                return Err(TryPushError::Closed(value));
-            }
             let Some(idx) = self.slot_of(tail) else {
                 return Err(TryPushError::Full(value));
             };
             // SAFETY: idx < cap.
             let word = unsafe { self.mem.stamp(idx) };
-            // SYNC: pairs with the SeqCst (Release) stamp swaps of consumers
-            // in `try_get` and `get_into` (and their Release stores in
-            // `get_into`): a stamp saying "free for `tail`" comes after the
-            // consumer's read of the old value.
-            let stamp = word.load(Ordering::Acquire);
-            if stamp == tail {
-                let (next, _) = self.advance(tail, idx, 1);
-                // SYNC: SeqCst, as in crossbeam: one total order with the
-                // SeqCst position reads of the full and empty checks and with
-                // `close`'s fetch_or (a marked tail makes this CAS fail).
-                match st
-                    .tail
-                    .tail
-                    .compare_exchange(tail, next, Ordering::SeqCst, Ordering::Relaxed)
-                {
+            // A stamp just loaded that says "not free" is read as it is;
+            // otherwise straight to the CAS (one trip for the cache line).
+            let stamp = match seen.take() {
+                Some(s) if s != tail => s,
+                // SYNC: Acquire (both ways) pairs with the SeqCst (Release)
+                // stamp swaps of consumers (and their Release stores in
+                // `get_into`): the slot is free once its previous item was
+                // read. SeqCst on success: ordered before the SeqCst
+                // `closed` re-check (see "Close").
+                _ => match word.compare_exchange(
+                    tail,
+                    self.claim_at(who, tail),
+                    Ordering::SeqCst,
+                    Ordering::Acquire,
+                ) {
                     Ok(_) => {
-                        // idx < cap; the position is ours (won the CAS) and
-                        // its slot free (stamp read with Acquire).
+                        let (next, _) = self.advance(tail, idx, 1);
+                        // SYNC: Release: pairs with the Acquire hint loads.
+                        store_release(&st.tail.tail, next);
+                        // SYNC: SeqCst, after the SeqCst claim: see "Close".
+                        if load_sc(&st.wait.closed) != 0 {
+                            self.give_up_put(word, tail);
+                            return Err(TryPushError::Closed(value));
+                        }
+                        // idx < cap; the position is ours (claimed) and its
+                        // slot free (the CAS read it with Acquire).
                         write(&self.mem, idx, value);
-                        // SYNC: the Release half pairs with the Acquire stamp
-                        // loads in `try_get` / `get_into` (the value written
-                        // above is visible to the consumer); the SeqCst half
-                        // is the state store of the `readable` Dekker pair,
+                        // SYNC: the Release half pairs with the Acquire of
+                        // consumers' claiming CASes (the value written above
+                        // is visible to the consumer); the SeqCst half is
+                        // the state store of the `readable` Dekker pair,
                         // read by `can_get`.
                         store_sc64(word, tail.wrapping_add(1));
                         st.wait.readable.notify(self.mem.waiter());
                         return Ok(());
                     }
-                    Err(t) => tail = t,
+                    Err(s) => s,
+                },
+            };
+            match self.for_put(stamp, tail) {
+                // Changed between our load and the CAS: try again.
+                ForPut::Free => {}
+                ForPut::Taken => {
+                    if skips == 0 {
+                        return Err(TryPushError::Full(value));
+                    }
+                    skips -= 1;
+                    tail = self.move_on(&st.tail.tail, &mut hint, tail, idx);
                 }
-            } else if stamp.wrapping_add(self.one_lap) == tail.wrapping_add(1) {
-                // The slot still holds the previous lap's item: full, unless
-                // a consumer already claimed it and is reading it.
-                // SYNC: SeqCst, ordered with the SeqCst head CASes.
-                let head = st.head.head.load(Ordering::SeqCst);
-                if head.wrapping_add(self.one_lap) == tail || !Self::stall(&mut stalls) {
-                    return Err(TryPushError::Full(value));
+                ForPut::Full => return Err(TryPushError::Full(value)),
+                ForPut::Reading(owner) => {
+                    if Self::stall(&mut stalls) {
+                        seen = Some(word.load(Ordering::Acquire));
+                        continue;
+                    }
+                    if !self.free_dead_reader(word, stamp, tail, owner) {
+                        return Err(TryPushError::Full(value));
+                    }
+                    // Freed (the slot is free for `tail` now), or stale (the
+                    // hint is further on).
+                    // SYNC: Acquire, as the first hint load.
+                    hint = st.tail.tail.load(Ordering::Acquire);
+                    tail = tail.max(hint);
+                    stalls = 0;
                 }
-                tail = st.tail.tail.load(Ordering::Relaxed);
-            } else {
-                // Another producer moved `tail` on (ours is stale), or the
-                // words were scribbled over.
-                let again = st.tail.tail.load(Ordering::Relaxed);
-                if again == tail && !Self::stall(&mut stalls) {
-                    return Err(TryPushError::Full(value));
+                ForPut::Odd => {
+                    // SYNC: Acquire, as the first hint load.
+                    let again = st.tail.tail.load(Ordering::Acquire);
+                    if again == hint && !Self::stall(&mut stalls) {
+                        return Err(TryPushError::Full(value));
+                    }
+                    (hint, tail) = (again, again);
                 }
-                tail = again;
             }
         }
     }
 
+    /// Gives up a position claimed after the ring was closed: no item will
+    /// be written there, so consumers skip it.
+    #[cold]
+    fn give_up_put(&self, word: &AtomicU64, pos: u64) {
+        // SYNC: SeqCst, as a publish: consumers waiting on `pos` see the
+        // position taken (and `can_get`'s Dekker pair holds).
+        store_sc64(word, pos.wrapping_add(self.one_lap));
+        self.mem.state().wait.readable.notify(self.mem.waiter());
+    }
+
+    /// The slot at the producers' position `tail` is claimed, as `stamp`,
+    /// by the previous lap's consumer `owner`: if that consumer is dead,
+    /// frees the slot (counting its item as lost). Returns whether the
+    /// caller should look again (`false`: the consumer lives, or cannot be
+    /// told dead).
+    #[cold]
+    fn free_dead_reader(
+        &self,
+        word: &AtomicU64,
+        stamp: u64,
+        tail: u64,
+        owner: Option<Owner>,
+    ) -> bool {
+        let st = self.mem.state();
+        // SYNC: Acquire, as the first hint load. A hint past `tail` means
+        // our position is stale: look again there instead.
+        if st.tail.tail.load(Ordering::Acquire) > tail {
+            return true;
+        }
+        let Some(owner) = owner else {
+            return false;
+        };
+        if !self.mem.is_dead(owner) {
+            return false;
+        }
+        // The claim is for `tail - one_lap` (see "Dead claimants"); only its
+        // dead owner could have written this exact word, so the CAS fails
+        // only if another recoverer was first.
+        // SYNC: SeqCst (Release), as the consumer's own release of the slot
+        // would have been: producers claim it with Acquire.
+        if word
+            .compare_exchange(stamp, tail, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            st.wait.lost.fetch_add(1, Ordering::Relaxed);
+            st.wait.writable.notify(self.mem.waiter());
+        }
+        true
+    }
+
     /// Takes the oldest item if there is one, without blocking. Makes no
-    /// system call unless a producer sleeps.
+    /// system call unless a producer sleeps (or a claim at the head stays
+    /// put, and its owner's liveness is looked up).
     ///
     /// # Errors
     ///
     /// [`TryPopError::Empty`] if there is no item (or the item at the head
-    /// stays claimed by a producer still writing it),
+    /// stays claimed by a live producer still writing it),
     /// [`TryPopError::Closed`] if the ring is closed and every item was
     /// taken.
     ///
@@ -432,68 +759,139 @@ impl<M: QueueMemory> RawQueue<M> {
     #[inline]
     pub fn try_get_with<R>(&self, read: impl FnOnce(&M, usize) -> R) -> Result<R, TryPopError> {
         let st = self.mem.state();
-        // Relaxed: only a starting point; the CAS below checks it.
-        let mut head = st.head.head.load(Ordering::Relaxed);
-        let mut stalls = 0;
+        let who = CLAIM | READING | owner_bits(self.mem.me());
+        // SYNC: Acquire, as in `try_put_with`.
+        let mut hint = st.head.head.load(Ordering::Acquire);
+        let mut head = hint;
+        let mut seen = None;
+        let (mut stalls, mut skips) = (0, self.skip_budget());
         loop {
             let Some(idx) = self.slot_of(head) else {
                 return Err(self.empty_or_closed());
             };
             // SAFETY: idx < cap.
             let word = unsafe { self.mem.stamp(idx) };
-            // SYNC: pairs with the SeqCst (Release) stamp swaps of producers
-            // in `try_put` and `put_slice` (and their Release stores in
-            // `put_slice`): the slot's value was written before.
-            let stamp = word.load(Ordering::Acquire);
-            if stamp == head.wrapping_add(1) {
-                let (next, _) = self.advance(head, idx, 1);
-                // SYNC: SeqCst, as in `try_put`.
-                match st
-                    .head
-                    .head
-                    .compare_exchange(head, next, Ordering::SeqCst, Ordering::Relaxed)
-                {
+            let want = head.wrapping_add(1);
+            let stamp = match seen.take() {
+                Some(s) if s != want => s,
+                // SYNC: Acquire (both ways) pairs with the SeqCst (Release)
+                // stamp swaps of producers (and their Release stores in
+                // `put_slice`): the slot's value was written before.
+                _ => match word.compare_exchange(
+                    want,
+                    self.claim_at(who, head),
+                    Ordering::SeqCst,
+                    Ordering::Acquire,
+                ) {
                     Ok(_) => {
+                        let (next, _) = self.advance(head, idx, 1);
+                        // SYNC: Release: pairs with the Acquire hint loads.
+                        store_release(&st.head.head, next);
                         // idx < cap; the position is ours and its slot
-                        // written (stamp read with Acquire).
+                        // written (the CAS read it with Acquire).
                         let v = read(&self.mem, idx);
-                        // SYNC: the Release half pairs with the Acquire stamp
-                        // loads in `try_put` / `put_slice` (we are done
-                        // reading the slot); the SeqCst half is the state
-                        // store of the `writable` Dekker pair, read by
-                        // `can_put`.
+                        // SYNC: the Release half pairs with the Acquire of
+                        // producers' claiming CASes (we are done reading
+                        // the slot); the SeqCst half is the state store of
+                        // the `writable` Dekker pair, read by `can_put`.
                         store_sc64(word, head.wrapping_add(self.one_lap));
                         st.wait.writable.notify(self.mem.waiter());
                         return Ok(v);
                     }
-                    Err(h) => head = h,
+                    Err(s) => s,
+                },
+            };
+            match self.for_get(stamp, head) {
+                ForGet::Item => {}
+                ForGet::Empty => {
+                    // SYNC: SeqCst, then the stamp again with SeqCst: see
+                    // "Close".
+                    if load_sc(&st.wait.closed) == 0 {
+                        return Err(TryPopError::Empty);
+                    }
+                    let again = load_sc64(word);
+                    if again == stamp {
+                        return Err(TryPopError::Closed);
+                    }
+                    seen = Some(again);
                 }
-            } else if stamp == head {
-                // Nothing written at this position yet: empty, unless a
-                // producer claimed it and is writing it.
-                // SYNC: SeqCst, ordered with the SeqCst tail CASes and
-                // `close`'s fetch_or.
-                let tail = st.tail.tail.load(Ordering::SeqCst);
-                if tail & !self.mark == head {
-                    return Err(if tail & self.mark != 0 {
-                        TryPopError::Closed
-                    } else {
-                        TryPopError::Empty
-                    });
+                ForGet::Taken => {
+                    if skips == 0 {
+                        return Err(self.empty_or_closed());
+                    }
+                    skips -= 1;
+                    head = self.move_on(&st.head.head, &mut hint, head, idx);
                 }
-                if !Self::stall(&mut stalls) {
-                    return Err(TryPopError::Empty);
+                ForGet::Writing(owner) => {
+                    if Self::stall(&mut stalls) {
+                        seen = Some(word.load(Ordering::Acquire));
+                        continue;
+                    }
+                    if !self.skip_dead_writer(word, stamp, head, idx, owner) {
+                        return Err(TryPopError::Empty);
+                    }
+                    // Skipped (the position is done), or stale (the hint is
+                    // further on).
+                    head = self.move_on(&st.head.head, &mut hint, head, idx);
+                    stalls = 0;
                 }
-                head = st.head.head.load(Ordering::Relaxed);
-            } else {
-                // Another consumer moved `head` on, or a scribble.
-                let again = st.head.head.load(Ordering::Relaxed);
-                if again == head && !Self::stall(&mut stalls) {
-                    return Err(self.empty_or_closed());
+                ForGet::Odd => {
+                    // SYNC: Acquire, as the first hint load.
+                    let again = st.head.head.load(Ordering::Acquire);
+                    if again == hint && !Self::stall(&mut stalls) {
+                        return Err(self.empty_or_closed());
+                    }
+                    (hint, head) = (again, again);
                 }
-                head = again;
             }
         }
+    }
+
+    /// The slot at the consumers' position `head` (slot `idx`) is claimed,
+    /// as `stamp`, by its producer `owner`: if that producer is dead, takes
+    /// the position as an empty one (free for the next lap). Returns
+    /// whether the caller should look again (`false`: the producer lives,
+    /// or cannot be told dead).
+    #[cold]
+    fn skip_dead_writer(
+        &self,
+        word: &AtomicU64,
+        stamp: u64,
+        head: u64,
+        idx: usize,
+        owner: Option<Owner>,
+    ) -> bool {
+        let st = self.mem.state();
+        // SYNC: Acquire, as the first hint load. A hint past `head` means
+        // our position is stale: look again there instead.
+        if st.head.head.load(Ordering::Acquire) > head {
+            return true;
+        }
+        let Some(owner) = owner else {
+            return false;
+        };
+        if !self.mem.is_dead(owner) {
+            return false;
+        }
+        // The claim is for `head` (see "Dead claimants"); only its dead
+        // owner could have written this exact word.
+        // SYNC: SeqCst (Release), as a consumer's release of the slot:
+        // producers of the next lap claim it with Acquire.
+        if word
+            .compare_exchange(
+                stamp,
+                head.wrapping_add(self.one_lap),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            let (next, _) = self.advance(head, idx, 1);
+            // SYNC: Release, as after a claim.
+            store_release(&st.head.head, next);
+            st.wait.writable.notify(self.mem.waiter());
+        }
+        true
     }
 
     /// For a head that makes no sense: `Closed` if the ring is closed, else
@@ -545,23 +943,74 @@ impl<M: QueueMemory> RawQueue<M> {
     }
 
     /// Waits until a put may succeed (room at the tail, or closed), or
-    /// `deadline` passes; returns whether it may.
+    /// `deadline` passes; returns whether it may. Sleeps in slices of
+    /// [`CLAIM_POLL`], freeing the slot of a consumer that died reading it.
     pub fn wait_writable(&self, deadline: Option<Instant>) -> bool {
-        self.mem
-            .state()
-            .wait
-            .writable
-            .wait_until(self.mem.waiter(), deadline, || self.can_put())
+        let ec = &self.mem.state().wait.writable;
+        loop {
+            if ec.wait_sliced(self.mem.waiter(), deadline, CLAIM_POLL, || self.can_put()) {
+                return true;
+            }
+            if time_left(deadline).is_err() {
+                return false;
+            }
+            // A slice with no notify: maybe a consumer died at the tail.
+            self.recover_at_tail();
+            crate::loom::spin_hint();
+        }
     }
 
     /// Waits until a get may succeed (an item at the head, or closed and
-    /// drained), or `deadline` passes; returns whether it may.
+    /// drained), or `deadline` passes; returns whether it may. Sleeps in
+    /// slices of [`CLAIM_POLL`], skipping the position of a producer that
+    /// died writing it.
     pub fn wait_readable(&self, deadline: Option<Instant>) -> bool {
-        self.mem
-            .state()
-            .wait
-            .readable
-            .wait_until(self.mem.waiter(), deadline, || self.can_get())
+        let ec = &self.mem.state().wait.readable;
+        loop {
+            if ec.wait_sliced(self.mem.waiter(), deadline, CLAIM_POLL, || self.can_get()) {
+                return true;
+            }
+            if time_left(deadline).is_err() {
+                return false;
+            }
+            // A slice with no notify: maybe a producer died at the head.
+            self.recover_at_head();
+            crate::loom::spin_hint();
+        }
+    }
+
+    /// Frees the slot at the tail hint if a dead consumer holds it.
+    #[cold]
+    fn recover_at_tail(&self) {
+        // SYNC: Acquire, as the first hint load.
+        let tail = self.mem.state().tail.tail.load(Ordering::Acquire);
+        let Some(idx) = self.slot_of(tail) else {
+            return;
+        };
+        // SAFETY: idx < cap.
+        let word = unsafe { self.mem.stamp(idx) };
+        // SYNC: Acquire, as the stamp reads in `try_put_with`.
+        let stamp = word.load(Ordering::Acquire);
+        if let ForPut::Reading(owner) = self.for_put(stamp, tail) {
+            self.free_dead_reader(word, stamp, tail, owner);
+        }
+    }
+
+    /// Skips the position at the head hint if a dead producer holds it.
+    #[cold]
+    fn recover_at_head(&self) {
+        // SYNC: Acquire, as the first hint load.
+        let head = self.mem.state().head.head.load(Ordering::Acquire);
+        let Some(idx) = self.slot_of(head) else {
+            return;
+        };
+        // SAFETY: idx < cap.
+        let word = unsafe { self.mem.stamp(idx) };
+        // SYNC: Acquire, as the stamp reads in `try_get_with`.
+        let stamp = word.load(Ordering::Acquire);
+        if let ForGet::Writing(owner) = self.for_get(stamp, head) {
+            self.skip_dead_writer(word, stamp, head, idx, owner);
+        }
     }
 
     /// A waiting producer's condition: closed, or the slot at the tail is
@@ -570,29 +1019,48 @@ impl<M: QueueMemory> RawQueue<M> {
         let st = self.mem.state();
         // SYNC: reading half of the waiter's side of the `writable` Dekker
         // pair (every load here): pairs with the SeqCst stamp swaps freeing a
-        // slot in `try_get` / `get_into` and with the fetch_or in `close`.
-        let mut tail = load_sc64(&st.tail.tail);
-        for _ in 0..RECHECKS {
-            if tail & self.mark != 0 {
-                return true;
-            }
+        // slot in `try_get_with` / `get_into` and with the swap in `close`.
+        if load_sc(&st.wait.closed) != 0 {
+            return true;
+        }
+        let mut hint = load_sc64(&st.tail.tail);
+        let mut tail = hint;
+        let (mut rechecks, mut skips) = (RECHECKS, self.skip_budget());
+        loop {
             let Some(idx) = self.slot_of(tail) else {
                 // Scribbled: sleep (until a notify or the deadline).
                 return false;
             };
             // SAFETY: idx < cap.
-            if load_sc64(unsafe { self.mem.stamp(idx) }) == tail {
-                return true;
+            match self.for_put(load_sc64(unsafe { self.mem.stamp(idx) }), tail) {
+                ForPut::Free => return true,
+                // Walk on from a lagging hint to the first untaken position.
+                ForPut::Taken => {
+                    if skips == 0 {
+                        return true;
+                    }
+                    skips -= 1;
+                    let (next, _) = self.advance(tail, idx, 1);
+                    hint = load_sc64(&st.tail.tail);
+                    tail = next.max(hint);
+                }
+                // The previous lap's item is still there (its consumer will
+                // notify when done), unless a producer claimed meanwhile (the
+                // hint changed; a lagging hint store counts as a change).
+                ForPut::Full | ForPut::Reading(_) | ForPut::Odd => {
+                    let again = load_sc64(&st.tail.tail);
+                    if again == hint {
+                        return false;
+                    }
+                    if rechecks == 0 {
+                        return true;
+                    }
+                    rechecks -= 1;
+                    hint = again;
+                    tail = tail.max(again);
+                }
             }
-            // Not free for `tail`: the previous lap's item is still there
-            // (its consumer will notify when done), unless `tail` moved on.
-            let again = load_sc64(&st.tail.tail);
-            if again == tail {
-                return false;
-            }
-            tail = again;
         }
-        true
     }
 
     /// Takes the oldest item as [`try_get_with`](Self::try_get_with) does,
@@ -636,29 +1104,46 @@ impl<M: QueueMemory> RawQueue<M> {
         let st = self.mem.state();
         // SYNC: reading half of the waiter's side of the `readable` Dekker
         // pair (every load here): pairs with the SeqCst stamp swaps of
-        // `try_put` / `put_slice` and with the fetch_or in `close`.
-        let mut head = load_sc64(&st.head.head);
-        for _ in 0..RECHECKS {
+        // `try_put_with` / `put_slice` / `give_up_put` and with the swap in
+        // `close`.
+        let mut hint = load_sc64(&st.head.head);
+        let mut head = hint;
+        let (mut rechecks, mut skips) = (RECHECKS, self.skip_budget());
+        loop {
             let Some(idx) = self.slot_of(head) else {
-                return load_sc64(&st.tail.tail) & self.mark != 0;
+                return load_sc(&st.wait.closed) != 0;
             };
             // SAFETY: idx < cap.
-            if load_sc64(unsafe { self.mem.stamp(idx) }) == head.wrapping_add(1) {
-                return true;
+            match self.for_get(load_sc64(unsafe { self.mem.stamp(idx) }), head) {
+                ForGet::Item => return true,
+                // Nothing claimed here yet: a producer will notify.
+                ForGet::Empty => return load_sc(&st.wait.closed) != 0,
+                // Walk on from a lagging hint to the first untaken position.
+                ForGet::Taken => {
+                    if skips == 0 {
+                        return true;
+                    }
+                    skips -= 1;
+                    let (next, _) = self.advance(head, idx, 1);
+                    hint = load_sc64(&st.head.head);
+                    head = next.max(hint);
+                }
+                // Being written (its producer will notify when done), unless
+                // a consumer claimed meanwhile (the hint changed).
+                ForGet::Writing(_) | ForGet::Odd => {
+                    let again = load_sc64(&st.head.head);
+                    if again == hint {
+                        return false;
+                    }
+                    if rechecks == 0 {
+                        return true;
+                    }
+                    rechecks -= 1;
+                    hint = again;
+                    head = head.max(again);
+                }
             }
-            let tail = load_sc64(&st.tail.tail);
-            if tail & self.mark != 0 && tail & !self.mark == head {
-                return true;
-            }
-            // Nothing at `head` yet: its producer (if one claimed it) will
-            // notify when done, unless `head` moved on.
-            let again = load_sc64(&st.head.head);
-            if again == head {
-                return false;
-            }
-            head = again;
         }
-        true
     }
 
     /// Closes the ring: later puts fail, gets drain what is left and then
@@ -666,10 +1151,9 @@ impl<M: QueueMemory> RawQueue<M> {
     /// is harmless.
     pub fn close(&self) {
         let st = self.mem.state();
-        // SYNC: SeqCst RMW: the state store of both eventcounts' Dekker
-        // pairs, read by `can_put` / `can_get`; ordered with the SeqCst tail
-        // CASes, which fail once the mark is set.
-        st.tail.tail.fetch_or(self.mark, Ordering::SeqCst);
+        // SYNC: SeqCst: the state store of both eventcounts' Dekker pairs,
+        // read by `can_put` / `can_get`, and the close of "Close".
+        st.wait.closed.swap(1, Ordering::SeqCst);
         st.wait.readable.notify(self.mem.waiter());
         st.wait.writable.notify(self.mem.waiter());
     }
@@ -677,33 +1161,28 @@ impl<M: QueueMemory> RawQueue<M> {
     /// Whether the ring was closed.
     #[inline]
     pub fn is_closed(&self) -> bool {
-        self.mem.state().tail.tail.load(Ordering::Relaxed) & self.mark != 0
+        self.mem.state().wait.closed.load(Ordering::Relaxed) != 0
     }
 
-    /// Items in the ring now (a snapshot), `0..=capacity`; items claimed by
-    /// a producer but not yet written count.
+    /// Items a consumer took and never returned because it died, as
+    /// counted by the producers that freed their slots.
+    pub fn lost(&self) -> u64 {
+        self.mem.state().wait.lost.load(Ordering::Relaxed)
+    }
+
+    /// Items in the ring now (a snapshot from the hints, `0..=capacity`);
+    /// positions claimed by a producer but not yet written count.
     pub fn len(&self) -> usize {
         let st = self.mem.state();
-        let mut tries = 0;
-        loop {
-            let tail = st.tail.tail.load(Ordering::SeqCst) & !self.mark;
-            let head = st.head.head.load(Ordering::SeqCst);
-            tries += 1;
-            // A tail unchanged around the head read: a consistent pair.
-            if st.tail.tail.load(Ordering::SeqCst) & !self.mark != tail && tries < 8 {
-                continue;
-            }
-            let (Some(h), Some(t)) = (self.slot_of(head), self.slot_of(tail)) else {
-                // Scribbled: nothing sensible to say.
-                return 0;
-            };
-            return match h.cmp(&t) {
-                std::cmp::Ordering::Less => t - h,
-                std::cmp::Ordering::Greater => self.cap - h + t,
-                std::cmp::Ordering::Equal if tail == head => 0,
-                std::cmp::Ordering::Equal => self.cap,
-            };
-        }
+        let tail = st.tail.tail.load(Ordering::SeqCst);
+        let head = st.head.head.load(Ordering::SeqCst);
+        let (Some(h), Some(t)) = (self.slot_of(head), self.slot_of(tail)) else {
+            // Scribbled: nothing sensible to say.
+            return 0;
+        };
+        let laps = (tail >> self.lap_shift).wrapping_sub(head >> self.lap_shift) as i64;
+        let n = (laps as i128) * (self.cap as i128) + t as i128 - h as i128;
+        n.clamp(0, self.cap as i128) as usize
     }
 
     /// Whether the ring is empty now (a snapshot).
@@ -727,7 +1206,7 @@ impl<M: SlotMemory> RawQueue<M> {
     ///
     /// [`TryPushError::Closed`] after [`close`](Self::close),
     /// [`TryPushError::Full`] if there is no room (or the slot at the tail
-    /// stays claimed by a consumer still reading it).
+    /// stays claimed by a live consumer still reading it).
     #[inline]
     pub fn try_put(&self, value: M::Item) -> Result<(), TryPushError<M::Item>> {
         // SAFETY: `try_put_with` passes an index below the capacity.
@@ -740,7 +1219,7 @@ impl<M: SlotMemory> RawQueue<M> {
     /// # Errors
     ///
     /// [`TryPopError::Empty`] if there is no item (or the item at the head
-    /// stays claimed by a producer still writing it),
+    /// stays claimed by a live producer still writing it),
     /// [`TryPopError::Closed`] if the ring is closed and every item was
     /// taken.
     #[inline]
@@ -779,146 +1258,158 @@ impl<M: SlotMemory> RawQueue<M> {
         self.get_with(|m, i| unsafe { m.read(i) }, deadline)
     }
 
-    /// Puts as many items of `src` as fit now, in order, claiming them with
-    /// one CAS of `tail` and waking sleepers once; returns how many. Never
-    /// blocks; returns 0 if the ring is full or closed.
+    /// Puts as many items of `src` as fit now, in order: claims their
+    /// slots one by one from the tail, stores the tail hint once, and
+    /// wakes sleepers once; returns how many. Never blocks; returns 0 if
+    /// the ring is full or closed.
     pub fn put_slice(&self, src: &[M::Item]) -> usize {
         let Some(&first) = src.first() else {
             return 0;
         };
         let st = self.mem.state();
-        let mut tail = st.tail.tail.load(Ordering::Relaxed);
-        loop {
-            if tail & self.mark != 0 {
-                return 0;
-            }
-            let Some(idx0) = self.slot_of(tail) else {
-                return 0;
-            };
-            // Count the free slots from `tail` on.
-            let want = src.len().min(self.cap);
-            let mut n = 0;
-            while n < want {
-                let (pos, idx) = self.advance(tail, idx0, n);
-                // SAFETY: idx < cap (from `advance`).
-                // SYNC: as the stamp load in `try_put`.
-                if unsafe { self.mem.stamp(idx) }.load(Ordering::Acquire) != pos {
-                    break;
-                }
-                n += 1;
-            }
-            if n == 0 {
-                // Full, contended or stalled: one item the careful way.
-                return usize::from(self.try_put(first).is_ok());
-            }
-            let (end, _) = self.advance(tail, idx0, n);
-            // SYNC: SeqCst, as in `try_put`.
-            match st
-                .tail
-                .tail
-                .compare_exchange(tail, end, Ordering::SeqCst, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    for (i, v) in src[..n].iter().enumerate() {
-                        let (_, idx) = self.advance(tail, idx0, i);
-                        // SAFETY: idx < cap; positions tail..end are ours and
-                        // their slots were free (stamps read with Acquire).
-                        unsafe { self.mem.write(idx, *v) };
-                    }
-                    // Last to first: consumers take positions in order, so
-                    // none reaches slot i > 0 before it saw slot 0's stamp,
-                    // whose store comes after all the others.
-                    for i in (1..n).rev() {
-                        let (pos, idx) = self.advance(tail, idx0, i);
-                        // SAFETY: idx < cap.
-                        // SYNC: pairs with the Acquire stamp loads in
-                        // `try_get` / `get_into`, through the SeqCst swap of
-                        // slot 0's stamp below (a consumer reaches this slot
-                        // only after it took slot 0).
-                        unsafe { self.mem.stamp(idx) }
-                            .store(pos.wrapping_add(1), Ordering::Release);
-                    }
-                    // SAFETY: idx0 < cap.
-                    // SYNC: as the stamp swap in `try_put` (Release for the
-                    // whole batch, SeqCst for the `readable` Dekker pair).
-                    store_sc64(unsafe { self.mem.stamp(idx0) }, tail.wrapping_add(1));
-                    st.wait.readable.notify(self.mem.waiter());
-                    return n;
-                }
-                Err(t) => tail = t,
-            }
+        // Relaxed: a quick way out, as in `try_put_with`.
+        if st.wait.closed.load(Ordering::Relaxed) != 0 {
+            return 0;
         }
+        let who = CLAIM | owner_bits(self.mem.me());
+        // SYNC: Acquire, as in `try_put_with`.
+        let tail = st.tail.tail.load(Ordering::Acquire);
+        let Some(idx0) = self.slot_of(tail) else {
+            return 0;
+        };
+        // Claim free slots from `tail` on, in order, until one is not.
+        let want = src.len().min(self.cap);
+        let mut n = 0;
+        while n < want {
+            let (pos, idx) = self.advance(tail, idx0, n);
+            // SAFETY: idx < cap (from `advance`).
+            let word = unsafe { self.mem.stamp(idx) };
+            // SYNC: as the claiming CAS in `try_put_with`.
+            if word
+                .compare_exchange(
+                    pos,
+                    self.claim_at(who, pos),
+                    Ordering::SeqCst,
+                    Ordering::Acquire,
+                )
+                .is_err()
+            {
+                break;
+            }
+            n += 1;
+        }
+        if n == 0 {
+            // Full, contended, stale or stalled: one item the careful way.
+            return usize::from(self.try_put(first).is_ok());
+        }
+        let (end, _) = self.advance(tail, idx0, n);
+        // SYNC: Release, as in `try_put_with`.
+        store_release(&st.tail.tail, end);
+        // SYNC: SeqCst, after the SeqCst claims: see "Close".
+        if load_sc(&st.wait.closed) != 0 {
+            for i in (0..n).rev() {
+                let (pos, idx) = self.advance(tail, idx0, i);
+                // SAFETY: idx < cap.
+                self.give_up_put(unsafe { self.mem.stamp(idx) }, pos);
+            }
+            return 0;
+        }
+        for (i, v) in src[..n].iter().enumerate() {
+            let (_, idx) = self.advance(tail, idx0, i);
+            // SAFETY: idx < cap; positions tail..end are ours (claimed) and
+            // their slots were free (the CASes read them with Acquire).
+            unsafe { self.mem.write(idx, *v) };
+        }
+        // Last to first: consumers take positions in order and wait at a
+        // claimed one, so none reaches slot i > 0 before it took slot 0,
+        // whose store comes after all the others.
+        for i in (1..n).rev() {
+            let (pos, idx) = self.advance(tail, idx0, i);
+            // SAFETY: idx < cap.
+            // SYNC: Release: pairs with the Acquire of consumers' claiming
+            // CASes (the value written above is visible).
+            store_release(unsafe { self.mem.stamp(idx) }, pos.wrapping_add(1));
+        }
+        // SAFETY: idx0 < cap.
+        // SYNC: as the stamp swap in `try_put_with` (Release for slot 0,
+        // SeqCst for the `readable` Dekker pair).
+        store_sc64(unsafe { self.mem.stamp(idx0) }, tail.wrapping_add(1));
+        st.wait.readable.notify(self.mem.waiter());
+        n
     }
 
-    /// Takes up to `dst.len()` items into `dst`, oldest first, claiming
-    /// them with one CAS of `head` and waking sleepers once; returns how
-    /// many. Never blocks; returns 0 when empty (closed or not).
+    /// Takes up to `dst.len()` items into `dst`, oldest first: claims their
+    /// slots one by one from the head, stores the head hint once, and wakes
+    /// sleepers once; returns how many. Never blocks; returns 0 when empty
+    /// (closed or not).
     pub fn get_into(&self, dst: &mut [M::Item]) -> usize {
         if dst.is_empty() {
             return 0;
         }
         let st = self.mem.state();
-        let mut head = st.head.head.load(Ordering::Relaxed);
-        loop {
-            let Some(idx0) = self.slot_of(head) else {
-                return 0;
-            };
-            let want = dst.len().min(self.cap);
-            let mut n = 0;
-            while n < want {
-                let (pos, idx) = self.advance(head, idx0, n);
-                // SAFETY: idx < cap (from `advance`).
-                // SYNC: as the stamp load in `try_get`.
-                if unsafe { self.mem.stamp(idx) }.load(Ordering::Acquire) != pos.wrapping_add(1) {
-                    break;
-                }
-                n += 1;
-            }
-            if n == 0 {
-                return match self.try_get() {
-                    Ok(v) => {
-                        dst[0] = v;
-                        1
-                    }
-                    Err(_) => 0,
-                };
-            }
-            let (end, _) = self.advance(head, idx0, n);
-            // SYNC: SeqCst, as in `try_put`.
-            match st
-                .head
-                .head
-                .compare_exchange(head, end, Ordering::SeqCst, Ordering::Relaxed)
+        let who = CLAIM | READING | owner_bits(self.mem.me());
+        // SYNC: Acquire, as in `try_get_with`.
+        let head = st.head.head.load(Ordering::Acquire);
+        let Some(idx0) = self.slot_of(head) else {
+            return 0;
+        };
+        let want = dst.len().min(self.cap);
+        let mut n = 0;
+        while n < want {
+            let (pos, idx) = self.advance(head, idx0, n);
+            // SAFETY: idx < cap (from `advance`).
+            let word = unsafe { self.mem.stamp(idx) };
+            // SYNC: as the claiming CAS in `try_get_with`.
+            if word
+                .compare_exchange(
+                    pos.wrapping_add(1),
+                    self.claim_at(who, pos),
+                    Ordering::SeqCst,
+                    Ordering::Acquire,
+                )
+                .is_err()
             {
-                Ok(_) => {
-                    for (i, v) in dst[..n].iter_mut().enumerate() {
-                        let (_, idx) = self.advance(head, idx0, i);
-                        // SAFETY: idx < cap; positions head..end are ours and
-                        // their slots written (stamps read with Acquire).
-                        *v = unsafe { self.mem.read(idx) };
-                    }
-                    // Last to first, as in `put_slice`: producers fill
-                    // positions in order.
-                    for i in (1..n).rev() {
-                        let (pos, idx) = self.advance(head, idx0, i);
-                        // SAFETY: idx < cap.
-                        // SYNC: pairs with the Acquire stamp loads in
-                        // `try_put` / `put_slice`, through the SeqCst swap of
-                        // slot 0's stamp below.
-                        unsafe { self.mem.stamp(idx) }
-                            .store(pos.wrapping_add(self.one_lap), Ordering::Release);
-                    }
-                    // SAFETY: idx0 < cap.
-                    // SYNC: as the stamp swap in `try_get`.
-                    store_sc64(
-                        unsafe { self.mem.stamp(idx0) },
-                        head.wrapping_add(self.one_lap),
-                    );
-                    st.wait.writable.notify(self.mem.waiter());
-                    return n;
-                }
-                Err(h) => head = h,
+                break;
             }
+            n += 1;
         }
+        if n == 0 {
+            return match self.try_get() {
+                Ok(v) => {
+                    dst[0] = v;
+                    1
+                }
+                Err(_) => 0,
+            };
+        }
+        let (end, _) = self.advance(head, idx0, n);
+        // SYNC: Release, as in `try_get_with`.
+        store_release(&st.head.head, end);
+        for (i, v) in dst[..n].iter_mut().enumerate() {
+            let (_, idx) = self.advance(head, idx0, i);
+            // SAFETY: idx < cap; positions head..end are ours (claimed) and
+            // their slots written (the CASes read them with Acquire).
+            *v = unsafe { self.mem.read(idx) };
+        }
+        // Last to first, as in `put_slice`: producers claim positions in
+        // order and wait at a claimed one.
+        for i in (1..n).rev() {
+            let (pos, idx) = self.advance(head, idx0, i);
+            // SAFETY: idx < cap.
+            // SYNC: Release: pairs with the Acquire of producers' claiming
+            // CASes (we are done reading the slot).
+            store_release(
+                unsafe { self.mem.stamp(idx) },
+                pos.wrapping_add(self.one_lap),
+            );
+        }
+        // SAFETY: idx0 < cap.
+        // SYNC: as the stamp swap in `try_get_with`.
+        store_sc64(
+            unsafe { self.mem.stamp(idx0) },
+            head.wrapping_add(self.one_lap),
+        );
+        st.wait.writable.notify(self.mem.waiter());
+        n
     }
 }
