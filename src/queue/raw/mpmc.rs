@@ -243,6 +243,16 @@ enum ForGet {
     Odd,
 }
 
+/// A stuck claim's owner, as a recoverer sees it.
+enum Claimant {
+    /// Our position is stale (the hint moved past it).
+    Stale,
+    /// The owner lives (or cannot be told dead): wait for it.
+    Alive,
+    /// The owner is dead: the claim may be recovered.
+    Dead,
+}
+
 /// The producers' cache line.
 #[repr(C, align(64))]
 #[derive(Debug)]
@@ -692,6 +702,22 @@ impl<M: QueueMemory> RawQueue<M> {
         }
     }
 
+    /// What to make of a claim by `owner` stuck at our position `pos`,
+    /// given the hint in `hint` (the same side's).
+    #[cold]
+    fn claimant(&self, hint: &AtomicU64, pos: u64, owner: Option<Owner>) -> Claimant {
+        // SYNC: Acquire, as the first hint load. A hint past `pos` means our
+        // position is stale: look again there instead.
+        if hint.load(Ordering::Acquire) > pos {
+            return Claimant::Stale;
+        }
+        match owner {
+            Some(owner) if self.mem.is_dead(owner) => Claimant::Dead,
+            // Alive, or not to be told dead.
+            _ => Claimant::Alive,
+        }
+    }
+
     /// Gives up a position claimed after the ring was closed: no item will
     /// be written there, so consumers skip it.
     #[cold]
@@ -716,16 +742,10 @@ impl<M: QueueMemory> RawQueue<M> {
         owner: Option<Owner>,
     ) -> bool {
         let st = self.mem.state();
-        // SYNC: Acquire, as the first hint load. A hint past `tail` means
-        // our position is stale: look again there instead.
-        if st.tail.tail.load(Ordering::Acquire) > tail {
-            return true;
-        }
-        let Some(owner) = owner else {
-            return false;
-        };
-        if !self.mem.is_dead(owner) {
-            return false;
+        match self.claimant(&st.tail.tail, tail, owner) {
+            Claimant::Stale => return true,
+            Claimant::Alive => return false,
+            Claimant::Dead => {}
         }
         // The claim is for `tail - one_lap` (see "Dead claimants"); only its
         // dead owner could have written this exact word, so the CAS fails
@@ -862,16 +882,10 @@ impl<M: QueueMemory> RawQueue<M> {
         owner: Option<Owner>,
     ) -> bool {
         let st = self.mem.state();
-        // SYNC: Acquire, as the first hint load. A hint past `head` means
-        // our position is stale: look again there instead.
-        if st.head.head.load(Ordering::Acquire) > head {
-            return true;
-        }
-        let Some(owner) = owner else {
-            return false;
-        };
-        if !self.mem.is_dead(owner) {
-            return false;
+        match self.claimant(&st.head.head, head, owner) {
+            Claimant::Stale => return true,
+            Claimant::Alive => return false,
+            Claimant::Dead => {}
         }
         // The claim is for `head` (see "Dead claimants"); only its dead
         // owner could have written this exact word.
