@@ -133,7 +133,7 @@ use std::time::{Duration, Instant};
 use super::eventcount::EventCount;
 use super::spsc::{TryPopError, TryPushError};
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::sync::raw::futex::{Waiter, backoff, load_sc, time_left};
+use crate::sync::raw::futex::{Waiter, backoff, load_sc, load_sc64, store_sc64, time_left};
 use crate::sync::raw::robust::Owner;
 
 /// Rounds a non-blocking call waits on a slot that another thread claimed
@@ -179,17 +179,6 @@ fn claim_owner(word: u64) -> Option<Owner> {
     })
 }
 
-/// A `SeqCst` load of a 64-bit word for the reading half of a Dekker pair;
-/// under loom a `fetch_add(0)` (see
-/// [`load_sc`](crate::sync::raw::futex::load_sc) for why).
-#[inline]
-fn load_sc64(word: &AtomicU64) -> u64 {
-    #[cfg(not(loom))]
-    return word.load(Ordering::SeqCst);
-    #[cfg(loom)]
-    return word.fetch_add(0, Ordering::SeqCst);
-}
-
 /// A Release store of a word that other threads also read-modify-write.
 /// Under loom a swap: loom 0.7 lets a read-modify-write by another thread
 /// read a value older than a plain store before it (when an earlier RMW
@@ -202,13 +191,6 @@ fn store_release(word: &AtomicU64, value: u64) {
     word.store(value, Ordering::Release);
     #[cfg(loom)]
     word.swap(value, Ordering::Release);
-}
-
-/// A `SeqCst` store read by [`load_sc64`], done as a swap (one `xchg` on
-/// x86-64, and a total modification order against loom's `fetch_add(0)`).
-#[inline]
-fn store_sc64(word: &AtomicU64, value: u64) {
-    word.swap(value, Ordering::SeqCst);
 }
 
 /// What a producer at a position finds in the slot's stamp.

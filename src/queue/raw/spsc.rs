@@ -67,29 +67,7 @@ use std::time::Instant;
 
 use super::eventcount::EventCount;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::sync::raw::futex::{Waiter, load_sc};
-
-/// A `SeqCst` load of a 64-bit index for the reading half of a Dekker pair;
-/// under loom a `fetch_add(0)` (see
-/// [`load_sc`] for why).
-#[inline]
-fn load_sc64(word: &AtomicU64) -> u64 {
-    #[cfg(not(loom))]
-    return word.load(Ordering::SeqCst);
-    #[cfg(loom)]
-    return word.fetch_add(0, Ordering::SeqCst);
-}
-
-/// A `SeqCst` store of an index or flag that the other side reads with
-/// [`load_sc64`] / `load_sc`, done as a swap: on x86-64 a `SeqCst` store is
-/// the same `xchg` instruction, and under loom, where those reads are
-/// `fetch_add(0)`, loom keeps the modification order of a word total only
-/// between read-modify-writes (a plain store racing a `fetch_add(0)` could
-/// be ordered after it while the RMW read the older value).
-#[inline]
-fn store_sc64(word: &AtomicU64, value: u64) {
-    word.swap(value, Ordering::SeqCst);
-}
+use crate::sync::raw::futex::{Waiter, load_sc, load_sc64, store_sc64};
 
 /// Publishes an end's new position `pos` in its shared index `word` and
 /// notifies the other end's sleepers on `ec`.

@@ -83,6 +83,26 @@ pub(crate) fn load_sc(word: &AtomicU32) -> u32 {
     return word.fetch_add(0, Ordering::SeqCst);
 }
 
+/// [`load_sc`] for a 64-bit word (the queues' positions and stamps).
+#[inline]
+pub(crate) fn load_sc64(word: &AtomicU64) -> u64 {
+    #[cfg(not(loom))]
+    return word.load(Ordering::SeqCst);
+    #[cfg(loom)]
+    return word.fetch_add(0, Ordering::SeqCst);
+}
+
+/// A `SeqCst` store of a word the other side reads with [`load_sc64`] /
+/// [`load_sc`], done as a swap: on x86-64 a `SeqCst` store is the same
+/// `xchg` instruction, and under loom, where those reads are
+/// `fetch_add(0)`, loom keeps the modification order of a word total only
+/// between read-modify-writes (a plain store racing a `fetch_add(0)` could
+/// be ordered after it while the RMW read the older value).
+#[inline]
+pub(crate) fn store_sc64(word: &AtomicU64, value: u64) {
+    word.swap(value, Ordering::SeqCst);
+}
+
 /// Address of the low 32 bits of a 64-bit word.
 #[cfg(not(loom))]
 fn low_half(word: &AtomicU64) -> *const u32 {
