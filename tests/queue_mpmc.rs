@@ -606,3 +606,34 @@ fn scribbled_positions_and_stamps_never_go_out_of_bounds() {
     assert_eq!(two, [4, 5]);
     assert_eq!(q.try_get(), Err(TryGetError::Empty));
 }
+
+/// Stamps scribbled far ahead make every position look taken by others: a
+/// timed get or put walks its skip budget, then sleeps until its deadline
+/// and reports `Empty` / `Full`. (It used to spin past its deadline: the
+/// waiter's condition said "ready" when the walk ran out, the get said
+/// "empty", forever. Found by the `attach_bytes` fuzz target.) Runs in a
+/// child, so a regression fails at the test deadline instead of hanging.
+#[test]
+fn scribbled_stamps_end_timed_calls_at_their_deadline() {
+    use mpmc_layout::SLOTS;
+    const CAP: usize = 4;
+    let name = ShmName::new("mpmc-ahead");
+    let shm = SharedMemory::create(&name.0, 4096).unwrap();
+    let q = Queue::<u64>::create_at(&shm, 0, CAP).unwrap();
+    let peer = common::Peer::open(&shm);
+    for i in 0..CAP {
+        // A position (claim bit clear) far past any the ring reached.
+        peer.write_u64(SLOTS + 16 * i, 1 << 62);
+    }
+    let child = fork(|| {
+        let short = Duration::from_millis(30);
+        let got = q.get_timeout(short);
+        let put = q.put_timeout(7, short);
+        i32::from(got != Err(TryGetError::Empty)) + 2 * i32::from(put != Err(TryPutError::Full(7)))
+    });
+    assert_eq!(
+        child.join(),
+        0,
+        "1: the get, 2: the put did not time out as Empty / Full"
+    );
+}

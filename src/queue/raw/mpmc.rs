@@ -932,7 +932,9 @@ impl<M: QueueMemory> RawQueue<M> {
         loop {
             let woke = self.wait_writable(deadline);
             match self.try_put_with(value, &write) {
-                Err(TryPushError::Full(v)) if woke => value = v,
+                // The waiter's condition and the put can disagree (on
+                // scribbled words): the deadline still ends the loop.
+                Err(TryPushError::Full(v)) if woke && time_left(deadline).is_ok() => value = v,
                 done => return done,
             }
         }
@@ -1031,9 +1033,12 @@ impl<M: QueueMemory> RawQueue<M> {
             match self.for_put(load_sc64(unsafe { self.mem.stamp(idx) }), tail) {
                 ForPut::Free => return true,
                 // Walk on from a lagging hint to the first untaken position.
+                // A hint lags by less than a lap, so a walk past the budget
+                // means scribbled stamps: sleep (until a notify or a slice
+                // ends), do not spin.
                 ForPut::Taken => {
                     if skips == 0 {
-                        return true;
+                        return false;
                     }
                     skips -= 1;
                     let (next, _) = self.advance(tail, idx, 1);
@@ -1088,7 +1093,8 @@ impl<M: QueueMemory> RawQueue<M> {
         loop {
             let woke = self.wait_readable(deadline);
             match self.try_get_with(&read) {
-                Err(TryPopError::Empty) if woke => {}
+                // As in `put_slow`: the deadline ends the loop.
+                Err(TryPopError::Empty) if woke && time_left(deadline).is_ok() => {}
                 done => return done,
             }
         }
@@ -1114,10 +1120,11 @@ impl<M: QueueMemory> RawQueue<M> {
                 ForGet::Item => return true,
                 // Nothing claimed here yet: a producer will notify.
                 ForGet::Empty => return load_sc(&st.wait.closed) != 0,
-                // Walk on from a lagging hint to the first untaken position.
+                // Walk on from a lagging hint to the first untaken position
+                // (past the budget: scribbled, sleep, as in `can_put`).
                 ForGet::Taken => {
                     if skips == 0 {
-                        return true;
+                        return false;
                     }
                     skips -= 1;
                     let (next, _) = self.advance(head, idx, 1);
