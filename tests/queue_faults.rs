@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::{Child, DEADLINE, Peer, ShmName, fork};
 use multiproc::{
-    AtomicValue, Event, JoinableQueue, Queue, RecvError, SharedMemory, TryGetError, TryPutError,
-    spsc,
+    AtomicValue, Event, JoinableQueue, Pipe, Queue, RecvError, SendError, SharedMemory,
+    TryGetError, TryPutError, spsc,
 };
 
 /// Item `seq` of producer `p`.
@@ -243,10 +243,16 @@ fn is_stopped(pid: libc::pid_t) -> bool {
         .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
 }
 
+/// The offsets of the stamps of the `Queue<u64>`s of the `inside_*` tests.
+fn queue_stamps() -> Vec<usize> {
+    (0..INSIDE_CAP).map(|i| SLOT0_STAMP + 16 * i).collect()
+}
+
 /// Lets `victim` run for short random spells, stopping it after each,
-/// until a slot's stamp shows its claim of the wanted kind; then kills it
-/// while it is stopped there and reaps it. Returns how many stops it took.
-fn kill_inside_claim(victim: Child, peer: &Peer, reading: bool) -> u32 {
+/// until one of the words at `stamps` shows its claim of the wanted kind;
+/// then kills it while it is stopped there and reaps it. Returns how many
+/// stops it took.
+fn kill_inside_claim(victim: Child, peer: &Peer, stamps: &[usize], reading: bool) -> u32 {
     let pid = victim.pid();
     let end = Instant::now() + DEADLINE;
     let mut rng = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(pid.unsigned_abs());
@@ -267,7 +273,10 @@ fn kill_inside_claim(victim: Child, peer: &Peer, reading: bool) -> u32 {
             assert!(Instant::now() < end, "the victim never stopped");
             std::thread::yield_now();
         }
-        if (0..INSIDE_CAP).any(|i| is_claim_by(peer.read_u64(SLOT0_STAMP + 16 * i), pid, reading)) {
+        if stamps
+            .iter()
+            .any(|&at| is_claim_by(peer.read_u64(at), pid, reading))
+        {
             victim.signal(libc::SIGKILL);
             assert_eq!(victim.join(), -libc::SIGKILL);
             return stops;
@@ -315,7 +324,7 @@ fn inside_put_killed_producer_is_skipped() {
             }
         }
     });
-    let stops = kill_inside_claim(victim, &peer, false);
+    let stops = kill_inside_claim(victim, &peer, &queue_stamps(), false);
     q.put_timeout(MARK, DEADLINE).unwrap();
     assert_eq!(
         consumer.join(),
@@ -366,7 +375,7 @@ fn inside_get_killed_consumer_is_freed_and_counted() {
             }
         }
     });
-    let stops = kill_inside_claim(victim, &peer, true);
+    let stops = kill_inside_claim(victim, &peer, &queue_stamps(), true);
     // The victim died holding item `last + 1`: the producer frees its slot
     // and goes on with `last + 2`.
     let last = taken.load(SeqCst);
@@ -383,6 +392,64 @@ fn inside_get_killed_consumer_is_freed_and_counted() {
     );
     eprintln!(
         "inside_get: victim killed inside get #{} after {stops} stops",
+        last + 1
+    );
+}
+
+/// A receiver of a `Pipe` end killed inside a `recv`, with a second
+/// receiver on the same end: the sender frees the dead receiver's slot,
+/// the end's `lost()` counts the message, and the survivor gets the rest in
+/// order. The test finds the claim by scanning every word of the pipe (a
+/// claim by the victim's TID cannot be mistaken for a small message or
+/// index).
+#[test]
+fn pipe_receiver_killed_inside_recv_is_counted() {
+    let name = ShmName::new("inside-recv");
+    let opts = Pipe::new().capacity(INSIDE_CAP).max_message_size(48);
+    let size = opts.shared_size::<u64>();
+    let shm = SharedMemory::create(&name.0, size).unwrap();
+    let (a, b) = opts.create_at::<u64>(&shm, 0).unwrap();
+    let peer = Peer::open(&shm);
+    let taken = AtomicValue::new(0u64).unwrap();
+
+    let sender = fork(|| {
+        for i in 1.. {
+            match a.send_timeout(i, DEADLINE) {
+                Ok(()) => {}
+                Err(SendError::Closed(_)) => return 0,
+                Err(_) => return 2,
+            }
+        }
+        0
+    });
+    let victim = fork(|| {
+        let mut last = 0;
+        loop {
+            match b.recv_timeout(DEADLINE) {
+                Ok(v) if v == last + 1 => {
+                    last = v;
+                    taken.store(v, SeqCst);
+                }
+                _ => return 1,
+            }
+        }
+    });
+    let words: Vec<usize> = (0..size / 8).map(|i| i * 8).collect();
+    let stops = kill_inside_claim(victim, &peer, &words, true);
+    let last = taken.load(SeqCst);
+    // Another process opens the same end and receives on.
+    let (_, b2) = Pipe::open_at::<u64>(&shm, 0).unwrap();
+    for want in last + 2..last + 200 {
+        assert_eq!(b2.recv_timeout(DEADLINE), Ok(want));
+    }
+    assert_eq!(b.lost(), 1);
+    assert_eq!(b2.lost(), 1);
+    assert_eq!(a.lost(), 0, "nothing was lost from end 1 to end 0");
+    b.close();
+    while b2.try_recv().is_ok() {}
+    assert_eq!(sender.join(), 0, "the sender failed (code 2: timed out)");
+    eprintln!(
+        "inside_recv: victim killed inside recv #{} after {stops} stops",
         last + 1
     );
 }

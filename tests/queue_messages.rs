@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, fork};
+use common::{DEADLINE, ShmName, fork};
 use multiproc::{
     AtomicValue, Connection, Descriptor, Error, JoinableQueue, MessageQueue, Pipe, Queue,
     RecvError, SendError, SharedMemory, TaskDoneError, pipe,
@@ -418,6 +418,58 @@ fn pipe_poll_and_bytes() {
     assert_eq!(b.recv_bytes_timeout(DEADLINE).unwrap(), vec![0u8; 100]);
     assert_eq!(child.join(), 0);
     assert_eq!(b.try_recv(), Err(RecvError::Empty));
+}
+
+/// A pipe placed in a named segment: the ends `open_at` returns talk to
+/// the ones `create_at` made, across a fork; refused sizes, a second
+/// placement at the same offset, the wrong message type and the wrong kind
+/// are errors.
+#[test]
+fn pipe_placed_in_a_named_segment() {
+    let name = ShmName::new("pipe-at");
+    let opts = Pipe::new().capacity(4).max_message_size(64);
+    assert_eq!(Pipe::new().capacity(0).shared_size::<u64>(), usize::MAX);
+    assert_eq!(Pipe::new().max_message_size(0).shared_size::<u64>(), usize::MAX);
+    let size = opts.shared_size::<String>();
+    let shm = SharedMemory::create(&name.0, size + 4096).unwrap();
+    let (a, _b) = opts.create_at::<String>(&shm, 0).unwrap();
+    assert!(matches!(
+        opts.create_at::<String>(&shm, 0),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        opts.create_at::<String>(&shm, 8),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        opts.create_at::<String>(&shm, size + 4096 - 64),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        Pipe::open_at::<u64>(&shm, 0),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    assert!(matches!(
+        MessageQueue::<String>::open_at(&shm, 0),
+        Err(Error::KindMismatch { .. })
+    ));
+    let child = fork(|| {
+        let Ok((_, b)) = Pipe::open_at::<String>(&shm, 0) else {
+            return 1;
+        };
+        while let Ok(m) = b.recv_timeout(DEADLINE) {
+            if b.send_timeout(format!("echo {m}"), DEADLINE).is_err() {
+                return 2;
+            }
+        }
+        0
+    });
+    for i in 0..50 {
+        a.send_timeout(format!("{i}"), DEADLINE).unwrap();
+        assert_eq!(a.recv_timeout(DEADLINE).unwrap(), format!("echo {i}"));
+    }
+    a.close();
+    assert_eq!(child.join(), 0);
 }
 
 /// An end handed to an unrelated process by descriptor: the re-executed

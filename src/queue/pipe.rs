@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::SharedMemory;
 use crate::error::{Error, Result};
 use crate::queue::message::{
     MsgMem, RecvError, Ring, SendError, Wait, check_capacity, decode, expect, init_stamps, layout,
@@ -23,7 +24,7 @@ use crate::queue::message::{
 use crate::queue::raw::mpmc::{RawQueue, STATE_BYTES};
 use crate::shm::header::ObjectKind;
 use crate::shm::object::Placed;
-use crate::shm::value::{Place, deadline};
+use crate::shm::value::{Place, deadline, open_expecting};
 
 /// Options for a new pipe: capacity and maximum message size of each
 /// direction. [`pipe`] uses the defaults.
@@ -85,12 +86,87 @@ impl Pipe {
     /// or above the limits of [`MessageQueue`](crate::MessageQueue);
     /// [`Error::Io`] if a segment cannot be made.
     pub fn create<T: Serialize + DeserializeOwned>(self) -> Result<(Connection<T>, Connection<T>)> {
+        self.make(Place::Arena)
+    }
+
+    /// Places the pipe at `offset` of a named segment and returns its two
+    /// ends; unrelated processes get them with [`open_at`](Self::open_at).
+    /// `offset` must be a multiple of 64 with
+    /// [`shared_size`](Self::shared_size) bytes free after it.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create), plus [`Error::OutOfBounds`] for a
+    /// misaligned or too-late offset and [`Error::AlreadyExists`] if an
+    /// object was already placed there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{Pipe, SharedMemory};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let name = format!("multiproc-doc-pipe-{}", std::process::id());
+    /// let opts = Pipe::new().capacity(4).max_message_size(64);
+    /// let shm = SharedMemory::create(&name, opts.shared_size::<String>())?;
+    /// let (a, _b) = opts.create_at::<String>(&shm, 0)?;
+    /// a.send("hi".to_owned())?;
+    /// // ... in another process:
+    /// let (_a2, b2) = Pipe::open_at::<String>(&shm, 0)?;
+    /// assert_eq!(b2.recv()?, "hi");
+    /// # shm.unlink()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create_at<T: Serialize + DeserializeOwned>(
+        self,
+        shm: &SharedMemory,
+        offset: usize,
+    ) -> Result<(Connection<T>, Connection<T>)> {
+        self.make(Place::At(shm, offset))
+    }
+
+    /// Opens the pipe placed at `offset` of a named segment (by
+    /// [`create_at`](Self::create_at)) and returns its two ends, 0 and 1.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotReady`] if nothing is published there,
+    /// [`Error::KindMismatch`] or [`Error::LayoutMismatch`] for another
+    /// kind or message type, [`Error::Corrupted`] for a damaged header,
+    /// [`Error::OutOfBounds`] for an offset that does not fit the segment.
+    pub fn open_at<T: Serialize + DeserializeOwned>(
+        shm: &SharedMemory,
+        offset: usize,
+    ) -> Result<(Connection<T>, Connection<T>)> {
+        let obj = open_expecting(shm, offset, ObjectKind::Pipe, expect::<T>(), None)?;
+        Ok((
+            Connection::from_placed(obj.clone(), 0)?,
+            Connection::from_placed(obj, 1)?,
+        ))
+    }
+
+    /// Bytes a pipe with these options takes in a segment (`usize::MAX` if
+    /// they are refused).
+    pub fn shared_size<T>(&self) -> usize {
+        if check_capacity(self.capacity).is_err() {
+            return usize::MAX;
+        }
+        self.capacity
+            .checked_mul(2)
+            .and_then(|slots| layout::<T>(ObjectKind::Pipe, slots, self.max_message_size).ok())
+            .map_or(usize::MAX, |l| l.total_size)
+    }
+
+    fn make<T: Serialize + DeserializeOwned>(
+        self,
+        place: Place<'_>,
+    ) -> Result<(Connection<T>, Connection<T>)> {
         check_capacity(self.capacity)?;
         let slots = self.capacity * 2;
         let l = layout::<T>(ObjectKind::Pipe, slots, self.max_message_size)?;
         let slot = l.fingerprint.size as usize;
         let cap = self.capacity;
-        let obj = Place::Arena.make(l, |data| {
+        let obj = place.make(l, |data| {
             init_stamps(data, slot, 0, cap);
             init_stamps(data, slot, cap, cap);
         })?;
@@ -401,6 +477,16 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// Whether the pipe was closed (messages may still be left to receive).
     pub fn is_closed(&self) -> bool {
         self.send.is_closed()
+    }
+
+    /// Messages sent to this end that a receiver of this end took and
+    /// then died with (killed, say) before its `recv` returned: counted
+    /// when a sender frees the dead receiver's slot. Only several receivers
+    /// on one end (or a receiver killed mid-`recv` and replaced) can lose a
+    /// message this way; the other end's [`lost`](Self::lost) counts the
+    /// other direction. See [`Queue::lost`](crate::Queue::lost).
+    pub fn lost(&self) -> u64 {
+        self.recv.lost()
     }
 
     /// Which end this is: 0 for the first of the pair, 1 for the second.
