@@ -429,7 +429,10 @@ fn pipe_placed_in_a_named_segment() {
     let name = ShmName::new("pipe-at");
     let opts = Pipe::new().capacity(4).max_message_size(64);
     assert_eq!(Pipe::new().capacity(0).shared_size::<u64>(), usize::MAX);
-    assert_eq!(Pipe::new().max_message_size(0).shared_size::<u64>(), usize::MAX);
+    assert_eq!(
+        Pipe::new().max_message_size(0).shared_size::<u64>(),
+        usize::MAX
+    );
     let size = opts.shared_size::<String>();
     let shm = SharedMemory::create(&name.0, size + 4096).unwrap();
     let (a, _b) = opts.create_at::<String>(&shm, 0).unwrap();
