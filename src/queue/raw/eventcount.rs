@@ -10,7 +10,9 @@
 //! | `seq` | bumped by a notifier that sees a waiter; sleepers wait while it is unchanged |
 //! | `waiters` | threads announced as (about to be) asleep; a notifier bumps and wakes only when non-zero |
 //!
-//! A waiter first spins a little on its condition. Then it announces itself
+//! A waiter first spins a little on its condition, then yields its core a
+//! few times (with more runnable processes than cores, the notifier may be
+//! waiting for that core). Then it announces itself
 //! (`waiters += 1`), reads `seq` as its *key*, re-checks the condition and
 //! sleeps on `seq == key` only if the condition still fails; it withdraws
 //! (`waiters -= 1`) when done. A notifier first changes the state the
@@ -84,6 +86,11 @@ pub const DEGRADED_SLICE: Duration = Duration::from_millis(1);
 /// the same can delay it, and the period at which an idle fenced waiter
 /// looks again.
 pub const FENCED_SLICE: Duration = Duration::from_millis(10);
+
+/// Times a waiter yields its core, after spinning and before it sleeps
+/// (see `wait`).
+#[cfg(not(loom))]
+const YIELD_ROUNDS: u32 = 4;
 
 /// The light half of an asymmetric fence: keeps the compiler from moving
 /// the notifier's read of `waiters` above its state store; the CPU may still
@@ -243,6 +250,17 @@ impl EventCount {
                 return true;
             }
             backoff(round);
+        }
+        // Step 1b: give the core away a few times before sleeping: with
+        // more runnable processes than cores, the one we wait for may be
+        // waiting for our core, and a yield lets it run at the cost of one
+        // system call, where a sleep costs a wake-up on both sides.
+        #[cfg(not(loom))]
+        for _ in 0..YIELD_ROUNDS {
+            if ready() {
+                return true;
+            }
+            std::thread::yield_now();
         }
         self.sleep(waiter, deadline, slice, heavy_barrier, ready)
     }
