@@ -341,6 +341,21 @@ fn inside_put_killed_producer_is_skipped() {
     );
 }
 
+/// A victim consumer: takes `1, 2, ...` with `take`, recording the last in
+/// `taken`; returns 1 on anything else (out of order, an error).
+fn take_in_order(taken: &AtomicValue<u64>, mut take: impl FnMut() -> Option<u64>) -> i32 {
+    let mut last = 0;
+    loop {
+        match take() {
+            Some(v) if v == last + 1 => {
+                last = v;
+                taken.store(v, SeqCst);
+            }
+            _ => return 1,
+        }
+    }
+}
+
 /// A consumer killed inside a get, after claiming its slot and before
 /// freeing it: the producer (blocked on the full ring at that moment)
 /// frees the slot, counts the item as lost, and goes on. The next consumer
@@ -363,18 +378,7 @@ fn inside_get_killed_consumer_is_freed_and_counted() {
         }
         0
     });
-    let victim = fork(|| {
-        let mut last = 0;
-        loop {
-            match q.get_timeout(DEADLINE) {
-                Ok(v) if v == last + 1 => {
-                    last = v;
-                    taken.store(v, SeqCst);
-                }
-                _ => return 1,
-            }
-        }
-    });
+    let victim = fork(|| take_in_order(&taken, || q.get_timeout(DEADLINE).ok()));
     let stops = kill_inside_claim(victim, &peer, &queue_stamps(), true);
     // The victim died holding item `last + 1`: the producer frees its slot
     // and goes on with `last + 2`.
@@ -422,18 +426,7 @@ fn pipe_receiver_killed_inside_recv_is_counted() {
         }
         0
     });
-    let victim = fork(|| {
-        let mut last = 0;
-        loop {
-            match b.recv_timeout(DEADLINE) {
-                Ok(v) if v == last + 1 => {
-                    last = v;
-                    taken.store(v, SeqCst);
-                }
-                _ => return 1,
-            }
-        }
-    });
+    let victim = fork(|| take_in_order(&taken, || b.recv_timeout(DEADLINE).ok()));
     let words: Vec<usize> = (0..size / 8).map(|i| i * 8).collect();
     let stops = kill_inside_claim(victim, &peer, &words, true);
     let last = taken.load(SeqCst);
