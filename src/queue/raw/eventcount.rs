@@ -295,8 +295,9 @@ impl EventCount {
         // Step 2b (asymmetric fences only): the heavy barrier, once: every
         // notifier's later read of `waiters` sees the announcement, or its
         // earlier state store is visible to every re-check below. If it
-        // failed, a light notify may miss us: sleep in slices.
-        let degraded = match heavy_barrier.map(|barrier| barrier()) {
+        // failed, a light notify may miss us: sleep in short slices; if it
+        // succeeded, in longer ones all the same (see FENCED_SLICE).
+        let longest_sleep = match heavy_barrier.map(|barrier| barrier()) {
             Some(false) => Some(DEGRADED_SLICE),
             Some(true) => Some(FENCED_SLICE),
             None => None,
@@ -316,7 +317,7 @@ impl EventCount {
             let Ok(timeout) = time_left(deadline) else {
                 break false;
             };
-            let timeout = match (timeout, degraded) {
+            let timeout = match (timeout, longest_sleep) {
                 (Some(t), Some(s)) => Some(t.min(s)),
                 (t, s) => t.or(s),
             };
