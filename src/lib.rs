@@ -77,71 +77,59 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("multiproc supports Linux only (memfd, shared futexes, /proc)");
 
-pub(crate) mod loom;
+/// Items built in the normal build only: under `--cfg loom` the crate is
+/// its algorithm cores alone (see `algo`), so this one gate replaces a
+/// `cfg` on every module.
+macro_rules! not_under_loom {
+    ($($item:item)*) => { $( #[cfg(not(loom))] $item )* };
+}
 
-#[cfg(not(loom))]
-mod error;
-#[cfg(not(loom))]
-mod fork;
-#[cfg(not(loom))]
-mod process;
-#[cfg(not(loom))]
-mod queue;
-#[cfg(not(loom))]
-mod shm;
-#[cfg(not(loom))]
-mod sync;
+pub(crate) mod loom;
 
 // Under loom only the algorithm cores are built, and made reachable for the
 // models in tests/loom_*.rs.
 #[cfg(loom)]
 #[doc(hidden)]
-pub mod queue;
-#[cfg(loom)]
-#[doc(hidden)]
-pub mod shm;
-#[cfg(loom)]
-#[doc(hidden)]
-pub mod sync;
+pub mod algo;
 
-#[cfg(not(loom))]
-pub use error::{Error, Result};
-#[cfg(not(loom))]
-pub use process::{
-    ParentProcess, Process, ProcessInfo, StartMethod, active_children,
-    current::{current_process, parent_process},
-    exit::{ERROR_EXIT_CODE, ExitReport, Failure, FailureKind, IntoExitCode, PANIC_EXIT_CODE},
-    spawn::{Entry, EntryPoint, SPAWN_ENV, init},
-};
-#[cfg(not(loom))]
-pub use queue::joinable::{JoinableQueue, TaskDoneError};
-#[cfg(not(loom))]
-pub use queue::message::{MessageQueue, RecvError, SendError};
-#[cfg(not(loom))]
-pub use queue::mpmc::{Closed, Queue, TryGetError, TryPutError};
-#[cfg(not(loom))]
-pub use queue::pipe::{Connection, Pipe, pipe};
-#[cfg(not(loom))]
-pub use queue::spsc;
-#[cfg(not(loom))]
-pub use shm::{Fingerprint, ObjectKind};
-#[cfg(not(loom))]
-pub use shm::{
-    array::{Array, ArrayGuard, RawArray},
-    atomic::{AtomicInt, AtomicValue},
-    named::{MAX_NAME_LEN, SharedMemory},
-    object::Descriptor,
-    segment::SegmentRef,
-    value::{RawValue, Value, ValueGuard},
-};
-#[cfg(not(loom))]
-pub use sync::{
-    barrier::{Barrier, BarrierWaitResult, BrokenBarrier},
-    condition::{Condition, WaitTimeoutResult},
-    event::Event,
-    mutex::{
-        Lock, LockResult, Mutex, MutexGuard, NotOwner, OwnerDied, TryLockError, TryLockResult,
-    },
-    rlock::{RLock, RLockGuard},
-    semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard},
-};
+not_under_loom! {
+    mod algo;
+    mod error;
+    mod process;
+    mod queue;
+    mod shm;
+    mod sync;
+    mod sys;
+
+    pub use error::{Error, Result};
+    pub use process::{
+        ParentProcess, Process, ProcessInfo, StartMethod, active_children,
+        current::{current_process, parent_process},
+        exit::{ERROR_EXIT_CODE, ExitReport, Failure, FailureKind, IntoExitCode, PANIC_EXIT_CODE},
+        spawn::{Entry, EntryPoint, SPAWN_ENV, init},
+    };
+    pub use queue::joinable::{JoinableQueue, TaskDoneError};
+    pub use queue::message::{MessageQueue, RecvError, SendError};
+    pub use queue::mpmc::{Closed, Queue, TryGetError, TryPutError};
+    pub use queue::pipe::{Connection, Pipe, pipe};
+    pub use queue::spsc;
+    pub use shm::{Fingerprint, ObjectKind};
+    pub use shm::{
+        array::{Array, ArrayGuard, RawArray},
+        atomic::{AtomicInt, AtomicValue},
+        named::{MAX_NAME_LEN, SharedMemory},
+        object::Descriptor,
+        segment::SegmentRef,
+        value::{RawValue, Value, ValueGuard},
+    };
+    pub use sync::{
+        barrier::{Barrier, BarrierWaitResult, BrokenBarrier},
+        condition::{Condition, WaitTimeoutResult},
+        event::Event,
+        mutex::{
+            Lock, LockResult, Mutex, MutexGuard, NotOwner, OwnerDied, TryLockError, TryLockResult,
+        },
+        rlock::{RLock, RLockGuard},
+        semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard},
+    };
+}

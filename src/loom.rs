@@ -1,7 +1,7 @@
 //! The only module that names `core` atomics or `loom`.
 //!
-//! Algorithm cores (lock words, the bump allocator) use the types re-exported
-//! here. A normal build gets `core::sync::atomic`; a build with
+//! Algorithm cores (`algo/`) use the types re-exported here, and the
+//! shims below for what loom models differently from the hardware. A normal build gets `core::sync::atomic`; a build with
 //! `RUSTFLAGS="--cfg loom"` gets loom's model-checked atomics, so the
 //! `tests/loom_*.rs` models run the very code that ships. Code that casts
 //! mmap'd bytes into atomics (everything under `shm/` that touches a mapping)
@@ -61,4 +61,39 @@ pub(crate) fn spin_hint() {
     core::hint::spin_loop();
     #[cfg(loom)]
     loom::thread::yield_now();
+}
+
+/// A `SeqCst` load, for the reading half of a Dekker pair.
+///
+/// loom treats `SeqCst` loads as `Acquire` (tokio-rs/loom#180) and would
+/// report lost wake-ups the real memory model rules out; under loom this is
+/// a `fetch_add(0)`, which, like every read-modify-write, reads the newest
+/// value, as a `SeqCst` load ordered after a `SeqCst` write in the single
+/// total order does.
+#[inline]
+pub(crate) fn load_sc(word: &atomic::AtomicU32) -> u32 {
+    #[cfg(not(loom))]
+    return word.load(atomic::Ordering::SeqCst);
+    #[cfg(loom)]
+    return word.fetch_add(0, atomic::Ordering::SeqCst);
+}
+
+/// [`load_sc`] for a 64-bit word (the queues' positions and stamps).
+#[inline]
+pub(crate) fn load_sc64(word: &atomic::AtomicU64) -> u64 {
+    #[cfg(not(loom))]
+    return word.load(atomic::Ordering::SeqCst);
+    #[cfg(loom)]
+    return word.fetch_add(0, atomic::Ordering::SeqCst);
+}
+
+/// A `SeqCst` store of a word the other side reads with [`load_sc64`] /
+/// [`load_sc`], done as a swap: on x86-64 a `SeqCst` store is the same
+/// `xchg` instruction, and under loom, where those reads are
+/// `fetch_add(0)`, loom keeps the modification order of a word total only
+/// between read-modify-writes (a plain store racing a `fetch_add(0)` could
+/// be ordered after it while the RMW read the older value).
+#[inline]
+pub(crate) fn store_sc64(word: &atomic::AtomicU64, value: u64) {
+    word.swap(value, atomic::Ordering::SeqCst);
 }

@@ -15,7 +15,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom_model::{ModelFutex, check};
-use multiproc::sync::raw::barrier::{Broken, RawBarrier};
+use multiproc::algo::barrier::{Broken, RawBarrier};
 
 const ROUNDS: usize = 2;
 

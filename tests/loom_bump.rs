@@ -6,7 +6,7 @@
 
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicU64;
-use multiproc::shm::bump::bump;
+use multiproc::algo::bump::bump;
 
 #[test]
 fn concurrent_reservations_are_disjoint() {

@@ -10,8 +10,8 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, AtomicU64};
 use loom_model::ModelFutex;
-use multiproc::sync::raw::condvar::RawCondvar;
-use multiproc::sync::raw::robust::{Liveness, Owner, RobustLock};
+use multiproc::algo::condvar::RawCondvar;
+use multiproc::algo::robust::{Liveness, Owner, RobustLock};
 
 struct NoDeaths;
 

@@ -14,7 +14,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom_model::{ModelFutex, check};
-use multiproc::sync::raw::event::{RawEvent, SLEEPERS};
+use multiproc::algo::event::{RawEvent, SLEEPERS};
 
 struct Shared {
     word: AtomicU32,

@@ -21,9 +21,9 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom_model::{ModelFutex, check};
-use multiproc::queue::raw::mpmc::{MpmcState, QueueMemory, RawQueue, SlotMemory};
-use multiproc::queue::raw::spsc::{TryPopError, TryPushError};
-use multiproc::sync::raw::robust::Owner;
+use multiproc::algo::mpmc::{MpmcState, QueueMemory, RawQueue, SlotMemory};
+use multiproc::algo::robust::Owner;
+use multiproc::algo::spsc::{TryPopError, TryPushError};
 
 struct Ring {
     state: MpmcState,

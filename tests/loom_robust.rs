@@ -10,7 +10,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use loom_model::{ModelFutex, check};
-use multiproc::sync::raw::robust::{Liveness, Locked, Owner, RobustLock};
+use multiproc::algo::robust::{Liveness, Locked, Owner, RobustLock};
 
 /// Owners 1..=3 are threads of the model; `dead[tid]` says which have died.
 struct Deaths {

@@ -11,7 +11,7 @@ mod loom_model;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom_model::{ModelFutex, check};
-use multiproc::sync::raw::semaphore::RawSemaphore;
+use multiproc::algo::semaphore::RawSemaphore;
 
 struct Shared {
     count: AtomicU32,

@@ -22,7 +22,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{Ordering, fence};
 use loom_model::{ModelFutex, check};
-use multiproc::queue::raw::spsc::{
+use multiproc::algo::spsc::{
     Fencing, RawConsumer, RawProducer, RingMemory, SpscState, TryPopError, TryPushError,
 };
 

@@ -5,7 +5,7 @@
 //! other thread of the parent is gone, and whatever lock one of them held at
 //! that instant stays held forever in the child. The crate keeps its own
 //! state out of that trap (its tables are taken by `pthread_atfork`
-//! handlers around the fork, see `src/fork.rs`; glibc does the same for
+//! handlers around the fork, see `src/sys/atfork.rs`; glibc does the same for
 //! `malloc`), and the child does only this:
 //!
 //! 1. become a daemon if asked (`PR_SET_PDEATHSIG`, then check that the
@@ -36,7 +36,7 @@ pub(crate) type Target<'a> = Box<dyn FnOnce() -> ExitReport + Send + 'a>;
 
 /// Forks a child that runs `target`.
 pub(crate) fn start(target: Target<'_>, setup: &ChildSetup<'_>) -> Result<Child> {
-    crate::fork::ensure_handlers();
+    crate::sys::atfork::ensure_handlers();
     let (status_r, status_w) =
         rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
     let parent = std::process::id();

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use rustix::process::Signal;
 
-use crate::fork::ForkLock;
+use crate::sys::atfork::ForkLock;
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::process::child::Child;
 
@@ -33,16 +33,6 @@ static AT_EXIT: AtomicU32 = AtomicU32::new(0);
 /// that started none finds its parent's pid, and skips [`finish`] without
 /// touching (and so copying) the table's pages.
 static ADDED_BY: AtomicU32 = AtomicU32::new(0);
-
-/// Takes the table's lock for a `fork` (prepare handler).
-pub(crate) fn lock_for_fork() {
-    CHILDREN.acquire();
-}
-
-/// Releases it after the fork, in parent and child.
-pub(crate) fn unlock_after_fork() {
-    CHILDREN.release();
-}
 
 /// Records a child just started.
 pub(crate) fn add(child: &Arc<Child>) {

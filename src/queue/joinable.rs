@@ -22,13 +22,14 @@ use crate::queue::message::{
     RecvError, Ring, SendError, Wait, decode, one_ring, one_ring_size, place_one_ring, queries,
     recv_with, send,
 };
-use crate::queue::raw::eventcount::EventCount;
-use crate::queue::raw::mpmc::STATE_BYTES;
+use crate::algo::eventcount::EventCount;
+use crate::algo::mpmc::STATE_BYTES;
 use crate::shm::header::ObjectKind;
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::{Place, deadline};
-use crate::sync::raw::futex::Futex;
+use crate::algo::wait::deadline;
+use crate::shm::object::Place;
+use crate::sys::futex::Futex;
 
 /// The unfinished-task line, right before the ring's words.
 #[repr(C, align(64))]

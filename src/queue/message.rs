@@ -1,5 +1,5 @@
 //! Variable-size messages: any `serde` type, encoded with postcard into the
-//! fixed-size slots of an MPMC ring ([`raw::mpmc`](crate::queue::raw::mpmc)).
+//! fixed-size slots of an MPMC ring ([`raw::mpmc`](crate::algo::mpmc)).
 //!
 //! [`MessageQueue`] is the typed handle; [`JoinableQueue`](crate::JoinableQueue)
 //! and [`Connection`](crate::Connection) use the same ring and slot format.
@@ -37,15 +37,16 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::loom::atomic::{AtomicU64, Ordering};
-use crate::queue::raw::mpmc::{MpmcState, QueueMemory, RawQueue, STATE_BYTES};
-use crate::queue::raw::spsc::{TryPopError, TryPushError};
+use crate::algo::mpmc::{MpmcState, QueueMemory, RawQueue, STATE_BYTES};
+use crate::algo::spsc::{TryPopError, TryPushError};
 use crate::shm::header::{Expect, Fingerprint, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::{Place, deadline};
-use crate::sync::owner::ProcLiveness;
-use crate::sync::raw::futex::Futex;
-use crate::sync::raw::robust::{Liveness, Owner};
+use crate::algo::wait::deadline;
+use crate::shm::object::Place;
+use crate::sys::thread::ProcLiveness;
+use crate::sys::futex::Futex;
+use crate::algo::robust::{Liveness, Owner};
 
 /// The snapshot queries of a one-ring message queue (a `ring: Ring`
 /// field): `is_closed`, `len`, `is_empty`, `is_full`, `capacity`, `lost`,
@@ -256,7 +257,7 @@ unsafe impl QueueMemory for MsgMem {
     }
     #[inline]
     fn me(&self) -> Owner {
-        crate::sync::owner::current()
+        crate::sys::thread::current()
     }
 
     fn is_dead(&self, owner: Owner) -> bool {

@@ -1,6 +1,6 @@
 //! [`Queue`]: a bounded multi-producer multi-consumer queue of `Pod` values
 //! in shared memory (the ring algorithm is in
-//! [`raw::mpmc`](crate::queue::raw::mpmc)).
+//! [`raw::mpmc`](crate::algo::mpmc)).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -9,20 +9,21 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-pub use crate::queue::raw::spsc::{
+pub use crate::algo::spsc::{
     Closed, TryPopError as TryGetError, TryPushError as TryPutError,
 };
 
 use crate::error::{Error, Result};
 use crate::loom::atomic::{AtomicU64, Ordering};
-use crate::queue::raw::mpmc::{MpmcState, QueueMemory, RawQueue, STATE_BYTES, SlotMemory};
+use crate::algo::mpmc::{MpmcState, QueueMemory, RawQueue, STATE_BYTES, SlotMemory};
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::{Place, deadline};
-use crate::sync::owner::ProcLiveness;
-use crate::sync::raw::futex::Futex;
-use crate::sync::raw::robust::{Liveness, Owner};
+use crate::algo::wait::deadline;
+use crate::shm::object::Place;
+use crate::sys::thread::ProcLiveness;
+use crate::sys::futex::Futex;
+use crate::algo::robust::{Liveness, Owner};
 
 /// One slot in shared memory: the stamp, then the value (in one cache line
 /// for small `T`). The element type of a queue's object header.
@@ -98,7 +99,7 @@ unsafe impl<T: Pod> QueueMemory for Mapped<T> {
     }
     #[inline]
     fn me(&self) -> Owner {
-        crate::sync::owner::current()
+        crate::sys::thread::current()
     }
 
     fn is_dead(&self, owner: Owner) -> bool {

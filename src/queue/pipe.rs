@@ -21,10 +21,11 @@ use crate::queue::message::{
     MsgMem, RecvError, Ring, SendError, Wait, check_capacity, decode, expect, init_stamps, layout,
     recv_with, send, send_bytes,
 };
-use crate::queue::raw::mpmc::{RawQueue, STATE_BYTES};
+use crate::algo::mpmc::{RawQueue, STATE_BYTES};
 use crate::shm::header::ObjectKind;
 use crate::shm::object::Placed;
-use crate::shm::value::{Place, deadline, open_expecting};
+use crate::algo::wait::deadline;
+use crate::shm::object::{Place, open_expecting};
 
 /// Options for a new pipe: capacity and maximum message size of each
 /// direction. [`pipe`] uses the defaults.

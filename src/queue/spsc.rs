@@ -70,18 +70,19 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-pub use crate::queue::raw::spsc::{Closed, TryPopError, TryPushError};
+pub use crate::algo::spsc::{Closed, TryPopError, TryPushError};
 
 use crate::error::{Error, Result};
-use crate::queue::membarrier;
-use crate::queue::raw::spsc::{
+use crate::sys::membarrier;
+use crate::algo::spsc::{
     Fencing, RawConsumer, RawProducer, RingMemory, STATE_BYTES, SpscState,
 };
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::{Place, deadline};
-use crate::sync::raw::futex::Futex;
+use crate::algo::wait::deadline;
+use crate::shm::object::Place;
+use crate::sys::futex::Futex;
 
 /// The largest capacity [`channel`] accepts.
 pub const MAX_CAPACITY: usize = u32::MAX as usize;

@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::Place;
+use crate::shm::object::Place;
 use crate::sync::mutex::{LockResult, OwnerDied, TryLockResult, word};
-use crate::sync::raw::robust::{Locked, RobustLock};
+use crate::algo::robust::{Locked, RobustLock};
 
 /// The elements of an array object: bounds-checked copies in and out.
 /// Shared by [`Array`] (under its lock) and [`RawArray`] (without).

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::Place;
+use crate::shm::object::Place;
 
 mod sealed {
     pub trait Sealed {}

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::loom::atomic::AtomicU64;
 use crate::loom::atomic::{AtomicPtr, Ordering};
-use crate::shm::bump::bump;
+use crate::algo::bump::bump;
 use crate::shm::header::{self, Expect, Fingerprint, HEADER_SIZE, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::ranges::{self, Registration};
@@ -55,7 +55,7 @@ macro_rules! attach_api {
         /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) for an offset
         /// that does not fit the segment.
         pub fn open_at(shm: &crate::SharedMemory, offset: usize) -> crate::Result<Self> {
-            crate::shm::value::open_expecting(shm, offset, $kind, $expect, $len)
+            crate::shm::object::open_expecting(shm, offset, $kind, $expect, $len)
                 .map(Self::from_placed)
         }
 
@@ -498,6 +498,45 @@ impl Placed {
         // is 64-aligned); the mapping outlives `&self`.
         unsafe { crate::loom::atomic::AtomicU32::from_ptr(self.data().cast::<u32>().add(i)) }
     }
+}
+
+/// Where a new object goes: this thread's arena or a chosen offset of a named
+/// segment.
+pub(crate) enum Place<'a> {
+    Arena,
+    At(&'a SharedMemory, usize),
+}
+
+impl Place<'_> {
+    /// Places an object of `layout` (payload zeroed), runs `init` on its data
+    /// pointer, then publishes it.
+    pub(crate) fn make(self, layout: ObjectLayout, init: impl FnOnce(*mut u8)) -> Result<Placed> {
+        let obj = match self {
+            Place::Arena => Placed::alloc(layout)?,
+            Place::At(shm, offset) => Placed::create_at(shm, offset, layout)?,
+        };
+        init(obj.data());
+        obj.publish();
+        Ok(obj)
+    }
+}
+
+/// Opens the object at `offset` of a named segment, expecting `fingerprint`
+/// of its elements.
+pub(crate) fn open_expecting(
+    shm: &SharedMemory,
+    offset: usize,
+    kind: ObjectKind,
+    fingerprint: Expect,
+    len: Option<u64>,
+) -> Result<Placed> {
+    Placed::attach(
+        Arc::clone(shm.segment()),
+        offset as u64,
+        kind,
+        fingerprint,
+        len,
+    )
 }
 
 /// Reserves room for `layout` in an arena segment, bounds-checked.

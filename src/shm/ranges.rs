@@ -18,14 +18,14 @@
 //! (a peer's write is not a write by this program).
 //!
 //! The table is guarded by a spin lock held only for a map lookup or update,
-//! and taken by the `pthread_atfork` prepare handler (`fork.rs`), so a forked
+//! and taken by the `pthread_atfork` prepare handler (`sys/atfork.rs`), so a forked
 //! child never inherits it held by a thread that does not exist in the child.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Weak};
 
 use crate::error::{Error, Result};
-use crate::fork::ForkLock;
+use crate::sys::atfork::ForkLock;
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::shm::header::ObjectLayout;
 
@@ -67,16 +67,6 @@ static TABLE: ForkLock<Option<Table>> = ForkLock::new(None);
 /// Runs `f` on the table, under its lock. `f` must not take it again.
 fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     TABLE.with(|t| f(t.get_or_insert_with(HashMap::new)))
-}
-
-/// Takes the table lock for a `fork` (prepare handler).
-pub(crate) fn lock_for_fork() {
-    TABLE.acquire();
-}
-
-/// Releases it after the fork, in parent and child.
-pub(crate) fn unlock_after_fork() {
-    TABLE.release();
 }
 
 /// A live object's claim on its byte range; dropped with the object's last

@@ -4,62 +4,16 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
 use crate::error::Result;
-use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
+use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::object::{Place, Placed, attach_api};
 use crate::sync::mutex::{LockResult, OwnerDied, TryLockResult, word};
-use crate::sync::raw::robust::{Locked, RobustLock};
-
-/// Where a new object goes: this thread's arena or a chosen offset of a named
-/// segment.
-pub(crate) enum Place<'a> {
-    Arena,
-    At(&'a SharedMemory, usize),
-}
-
-impl Place<'_> {
-    /// Places an object of `layout` (payload zeroed), runs `init` on its data
-    /// pointer, then publishes it.
-    pub(crate) fn make(self, layout: ObjectLayout, init: impl FnOnce(*mut u8)) -> Result<Placed> {
-        let obj = match self {
-            Place::Arena => Placed::alloc(layout)?,
-            Place::At(shm, offset) => Placed::create_at(shm, offset, layout)?,
-        };
-        init(obj.data());
-        obj.publish();
-        Ok(obj)
-    }
-}
-
-/// Opens the object at `offset` of a named segment, expecting `fingerprint`
-/// of its elements.
-pub(crate) fn open_expecting(
-    shm: &SharedMemory,
-    offset: usize,
-    kind: ObjectKind,
-    fingerprint: Expect,
-    len: Option<u64>,
-) -> Result<Placed> {
-    Placed::attach(
-        Arc::clone(shm.segment()),
-        offset as u64,
-        kind,
-        fingerprint,
-        len,
-    )
-}
-
-/// Deadline `timeout` from now; `None` if it is too far to represent
-/// (which then means "wait as long as it takes").
-pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
+use crate::algo::robust::{Locked, RobustLock};
 
 /// One `T` in shared memory, guarded by a process-shared lock: Python's
 /// `multiprocessing.Value`.

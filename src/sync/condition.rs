@@ -9,10 +9,11 @@ use crate::error::Result;
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::{Place, deadline};
+use crate::algo::wait::deadline;
+use crate::shm::object::Place;
 use crate::sync::mutex::{LockResult, MutexGuard, OwnerDied};
-use crate::sync::raw::condvar::{ALL, RawCondvar};
-use crate::sync::raw::futex::Futex;
+use crate::algo::condvar::{ALL, RawCondvar};
+use crate::sys::futex::Futex;
 
 /// The shared state: the sequence word sleepers wait on, and how many sleep.
 #[repr(C)]

@@ -13,9 +13,10 @@ use crate::loom::atomic::AtomicU32;
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::{Place, deadline};
-use crate::sync::raw::event::RawEvent;
-use crate::sync::raw::futex::Futex;
+use crate::algo::wait::deadline;
+use crate::shm::object::Place;
+use crate::algo::event::RawEvent;
+use crate::sys::futex::Futex;
 
 /// An `Event` in shared memory: only ever accessed through an atomic.
 #[repr(C)]

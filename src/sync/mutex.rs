@@ -13,10 +13,11 @@ use crate::loom::atomic::AtomicU64;
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::{Place, deadline};
-use crate::sync::owner::{self, ProcLiveness};
-use crate::sync::raw::futex::Futex;
-use crate::sync::raw::robust::{Locked, RobustLock, TimedOut};
+use crate::algo::wait::deadline;
+use crate::shm::object::Place;
+use crate::sys::thread::{self as owner, ProcLiveness};
+use crate::sys::futex::Futex;
+use crate::algo::robust::{Locked, RobustLock, TimedOut};
 
 /// The lock was acquired, but its previous holder died while holding it (a
 /// process killed, a thread that exited): the data it protects may be

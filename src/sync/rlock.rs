@@ -10,12 +10,12 @@ use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::Place;
+use crate::shm::object::Place;
 use crate::sync::mutex::{
     LockResult, NotOwner, OwnerDied, TryLockError, TryLockResult, keep_held, word,
 };
-use crate::sync::owner;
-use crate::sync::raw::robust::{Locked, RobustLock};
+use crate::sys::thread as owner;
+use crate::algo::robust::{Locked, RobustLock};
 
 /// The shared state: the robust lock word, then the recursion count (only
 /// ever touched by the owner).

@@ -17,9 +17,10 @@ use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::shm::header::{ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Placed, attach_api};
-use crate::shm::value::{Place, deadline};
-use crate::sync::raw::futex::Futex;
-use crate::sync::raw::semaphore::RawSemaphore;
+use crate::algo::wait::deadline;
+use crate::shm::object::Place;
+use crate::sys::futex::Futex;
+use crate::algo::semaphore::RawSemaphore;
 
 /// A `Semaphore` in shared memory: only ever accessed through atomics.
 #[repr(C)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::sync::{Condvar, Mutex};
-use multiproc::sync::raw::futex::Waiter;
+use multiproc::algo::wait::Waiter;
 
 /// Runs a loom model with at most `bound` preemptions, or fewer if
 /// `LOOM_MAX_PREEMPTIONS` says so, so that no model explodes when run without

@@ -132,9 +132,10 @@ use std::time::{Duration, Instant};
 
 use super::eventcount::EventCount;
 use super::spsc::{TryPopError, TryPushError};
+use crate::algo::robust::Owner;
+use crate::algo::wait::{Waiter, backoff, time_left};
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::sync::raw::futex::{Waiter, backoff, load_sc, load_sc64, store_sc64, time_left};
-use crate::sync::raw::robust::Owner;
+use crate::loom::{load_sc, load_sc64, store_sc64};
 
 /// Rounds a non-blocking call waits on a slot that another thread claimed
 /// but has not finished (or on a position that makes no sense), before

@@ -14,10 +14,11 @@
 
 use std::time::Duration;
 
-use super::futex::{Waiter, load_sc};
+use crate::algo::wait::Waiter;
 use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::load_sc;
 
-pub use super::futex::WAKE_ALL as ALL;
+pub use crate::algo::wait::WAKE_ALL as ALL;
 
 /// Operations on a condition variable's two words.
 pub struct RawCondvar;

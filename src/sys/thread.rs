@@ -18,14 +18,14 @@
 use std::cell::Cell;
 
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::sync::raw::robust::{Liveness, Owner};
+use crate::algo::robust::{Liveness, Owner};
 
 thread_local! {
     static ME: Cell<Option<Owner>> = const { Cell::new(None) };
 }
 
 /// Forgets this thread's cached identity. Called in a forked child (whose
-/// only thread has a new TID) by the atfork child handler in `fork.rs`.
+/// only thread has a new TID) by the atfork child handler in `sys/atfork.rs`.
 pub(crate) fn forget_identity() {
     let _ = ME.try_with(|c| c.set(None));
 }
@@ -47,7 +47,7 @@ pub(crate) fn current() -> Owner {
 
 #[cold]
 fn lookup_current() -> Owner {
-    crate::fork::ensure_handlers();
+    crate::sys::atfork::ensure_handlers();
     let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
     // A stamp we cannot read, or one from a /proc that is not ours, stays 0
     // ("unknown"): checkers then fall back to existence alone.

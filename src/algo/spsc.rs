@@ -66,8 +66,9 @@
 use std::time::Instant;
 
 use super::eventcount::EventCount;
+use crate::algo::wait::Waiter;
 use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::sync::raw::futex::{Waiter, load_sc, load_sc64, store_sc64};
+use crate::loom::{load_sc, load_sc64, store_sc64};
 
 /// Publishes an end's new position `pos` in its shared index `word` and
 /// notifies the other end's sleepers on `ec`.

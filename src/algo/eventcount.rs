@@ -29,7 +29,7 @@
 //! bump, which was made after the state change, so its re-check sees the
 //! state too.
 //!
-//! Why not [`RawCondvar`](crate::sync::raw::condvar::RawCondvar): its
+//! Why not [`RawCondvar`](crate::algo::condvar::RawCondvar): its
 //! `notify` bumps the sequence on every call, an atomic read-modify-write on
 //! a shared line per queue operation even when nobody waits; here the bump
 //! happens only when the notifier sees a waiter, so the common path is one
@@ -74,8 +74,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::algo::wait::{SPIN_ROUNDS, WAKE_ALL, Waiter, backoff, time_left};
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::sync::raw::futex::{SPIN_ROUNDS, WAKE_ALL, Waiter, backoff, load_sc, time_left};
+use crate::loom::load_sc;
 
 /// The longest sleep of a waiter whose heavy barrier failed (see the module
 /// documentation): the most a missed notification can delay it.
@@ -343,7 +344,41 @@ impl EventCount {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::sync::raw::futex::Futex;
+    use crate::loom::atomic::AtomicU64;
+    use std::sync::{Condvar, Mutex};
+
+    /// A futex on the heap, for one process: sleeps while the word holds
+    /// the expected value, until a wake or the timeout, as `FUTEX_WAIT`.
+    #[derive(Default)]
+    struct Futex {
+        lock: Mutex<()>,
+        woken: Condvar,
+    }
+
+    // SAFETY: the word is checked under `lock`, and `wake` notifies under
+    // it, so a wake after a change of the word is never lost.
+    unsafe impl Waiter for Futex {
+        fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+            let held = self.lock.lock().unwrap();
+            if word.load(Ordering::SeqCst) != expected {
+                return;
+            }
+            match timeout {
+                Some(t) => drop(self.woken.wait_timeout(held, t).unwrap()),
+                None => drop(self.woken.wait(held).unwrap()),
+            }
+        }
+        fn wake(&self, _: &AtomicU32, _: u32) {
+            let _held = self.lock.lock().unwrap();
+            self.woken.notify_all();
+        }
+        fn wait64(&self, _: &AtomicU64, _: u32, _: Option<Duration>) {
+            unreachable!("the eventcount waits on 32-bit words")
+        }
+        fn wake64(&self, _: &AtomicU64, _: u32) {
+            unreachable!("the eventcount waits on 32-bit words")
+        }
+    }
 
     /// A fenced waiter whose notification never comes (the state changes
     /// with no notify at all, as when a light notification is missed)
@@ -352,12 +387,13 @@ mod tests {
     #[test]
     fn fenced_waiter_sees_an_unnotified_change() {
         let ec = EventCount::new();
+        let futex = Futex::default();
         let state = AtomicU32::new(0);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::scope(|s| {
             s.spawn(|| {
                 let woke = ec.wait_until_fenced(
-                    &Futex,
+                    &futex,
                     None,
                     || true,
                     || state.load(Ordering::Acquire) != 0,
@@ -374,7 +410,7 @@ mod tests {
             let got = rx.recv_timeout(Duration::from_secs(30));
             if got.is_err() {
                 // Free the waiter so that the scope can end, then fail.
-                ec.notify(&Futex);
+                ec.notify(&futex);
             }
             assert_eq!(got, Ok(true), "the waiter never looked again");
         });

@@ -26,7 +26,7 @@
 
 use std::time::Instant;
 
-use super::futex::{SPIN_ROUNDS, WAKE_ALL, Waiter, backoff, time_left};
+use crate::algo::wait::{SPIN_ROUNDS, WAKE_ALL, Waiter, backoff, time_left};
 use crate::loom::atomic::{AtomicU32, Ordering};
 
 /// The flag.

@@ -24,8 +24,9 @@
 
 use std::time::Instant;
 
-use super::futex::{SPIN_ROUNDS, WAKE_ALL, Waiter, backoff, load_sc, time_left};
+use crate::algo::wait::{SPIN_ROUNDS, WAKE_ALL, Waiter, backoff, time_left};
 use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::load_sc;
 
 /// Operations on a semaphore's `count` and `waiters` words living anywhere
 /// (heap or shared memory). A zero-sized namespace, like

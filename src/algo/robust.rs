@@ -45,7 +45,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::futex::{SPIN_ROUNDS, Waiter, backoff, time_left};
+use crate::algo::wait::{SPIN_ROUNDS, Waiter, backoff, time_left};
 use crate::loom::atomic::{AtomicU64, Ordering};
 
 /// Mask of the owner TID bits.
