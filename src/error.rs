@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::shm::{Fingerprint, ObjectKind};
+use crate::kind::{Fingerprint, ObjectKind};
 
 /// Result alias for fallible `multiproc` calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -95,6 +95,7 @@ pub mod algo;
 not_under_loom! {
     mod algo;
     mod error;
+    mod kind;
     mod process;
     mod queue;
     mod shm;
@@ -115,20 +116,21 @@ not_under_loom! {
     pub use queue::spsc;
     pub use shm::{Fingerprint, ObjectKind};
     pub use shm::{
-        array::{Array, ArrayGuard, RawArray},
+        array::RawArray,
         atomic::{AtomicInt, AtomicValue},
+        descriptor::Descriptor,
         named::{MAX_NAME_LEN, SharedMemory},
-        object::Descriptor,
         segment::SegmentRef,
-        value::{RawValue, Value, ValueGuard},
+        value::RawValue,
     };
     pub use sync::{
+        array::{Array, ArrayGuard},
+        value::{Value, ValueGuard},
         barrier::{Barrier, BarrierWaitResult, BrokenBarrier},
         condition::{Condition, WaitTimeoutResult},
         event::Event,
-        mutex::{
-            Lock, LockResult, Mutex, MutexGuard, NotOwner, OwnerDied, TryLockError, TryLockResult,
-        },
+        mutex::{Lock, Mutex, MutexGuard},
+        poison::{LockResult, NotOwner, OwnerDied, TryLockError, TryLockResult},
         rlock::{RLock, RLockGuard},
         semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard},
     };

@@ -15,7 +15,6 @@ pub(crate) mod fork;
 pub(crate) mod registry;
 pub(crate) mod spawn;
 pub(crate) mod status;
-pub(crate) mod transfer;
 
 use std::ffi::OsString;
 use std::fmt;

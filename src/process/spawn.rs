@@ -5,8 +5,8 @@
 //!
 //! 1. The parent encodes the [`Entry`] value with postcard. Shared objects
 //!    inside it encode as their [`Descriptor`](crate::Descriptor)s, and each
-//!    memfd of this process that a descriptor names is noted on the way (the
-//!    hook is in `SegmentRef`'s `Serialize`).
+//!    memfd of this process that a descriptor names is collected on the way
+//!    (`shm::segment::collect_memfds`).
 //! 2. It writes a boot record (entry name, arguments, the child's name and
 //!    place in the process tree, daemon flag, the parent's pid and name) to
 //!    a fresh memfd, opens the status pipe, and calls `posix_spawn` on
@@ -42,7 +42,6 @@
 //! entry starts with `std::process::Command`) is ignored there: the boot
 //! memfd is not open in it.
 
-use std::cell::RefCell;
 use std::ffi::{CString, OsString};
 use std::fmt;
 use std::mem::MaybeUninit;
@@ -63,7 +62,8 @@ use crate::process::current::{self, Identity};
 use crate::process::exit::{
     ERROR_EXIT_CODE, Failure, FailureKind, IntoExitCode, Outcome, run_catching,
 };
-use crate::process::{status, transfer};
+use crate::process::status;
+use crate::shm::segment::collect_memfds;
 
 /// The environment variable that tells a re-executed program which boot
 /// record to run (`version:parent pid:boot fd:device:inode:status fd`).
@@ -191,13 +191,13 @@ impl fmt::Debug for EntryPoint {
 /// Decodes an `E` from `args` and runs it, in the child.
 fn run_entry<E: Entry>(args: &[u8]) -> Outcome {
     run_catching(|| {
-        transfer::clear_attach_error();
+        crate::shm::object::clear_attach_error();
         match postcard::from_bytes::<E>(args) {
             Ok(entry) => entry.run().into_report().into(),
             Err(e) => {
                 // postcard drops the messages of custom errors: the attach
                 // error that made decoding fail was kept aside.
-                let why = transfer::take_attach_error().unwrap_or_else(|| e.to_string());
+                let why = crate::shm::object::take_attach_error().unwrap_or_else(|| e.to_string());
                 Outcome {
                     code: ERROR_EXIT_CODE,
                     failure: Some(Failure::new(
@@ -498,22 +498,6 @@ fn read_boot(fd: RawFd) -> std::result::Result<Boot, String> {
     Ok(boot)
 }
 
-thread_local! {
-    /// Memfds noted while a spawn encodes its entry on this thread.
-    static COLLECT: RefCell<Option<Vec<(RawFd, u64, u64)>>> = const { RefCell::new(None) };
-}
-
-/// Called when a `SegmentRef` naming memfd `fd` of this process is
-/// serialised: a spawn encoding its arguments on this thread hands the
-/// child that descriptor.
-pub(crate) fn note_memfd(fd: RawFd, dev: u64, ino: u64) {
-    let _ = COLLECT.try_with(|c| {
-        if let Some(v) = c.borrow_mut().as_mut() {
-            v.push((fd, dev, ino));
-        }
-    });
-}
-
 /// How to spawn: from `Process`'s builder methods.
 #[derive(Clone, Debug)]
 pub(crate) struct SpawnConfig {
@@ -559,9 +543,7 @@ pub(crate) fn start(
         reason,
     };
     // 1. The arguments, and the memfds they name.
-    COLLECT.with(|c| *c.borrow_mut() = Some(Vec::new()));
-    let (encoded, _keep_until_spawned) = encode();
-    let noted = COLLECT.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    let ((encoded, _keep_until_spawned), noted) = collect_memfds(encode);
     let args = encoded.map_err(|e| fail(format!("cannot encode the arguments: {e}")))?;
     let mut inherited: Vec<RawFd> = Vec::new();
     for (fd, dev, ino) in noted {

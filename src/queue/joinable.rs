@@ -13,20 +13,22 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::queue::message::{
-    RecvError, Ring, SendError, Wait, decode, one_ring, one_ring_size, place_one_ring, queries,
+    RecvError, Ring, SendError, Wait, decode, expect, one_ring, one_ring_size, place_one_ring,
+    queries,
     recv_with, send,
 };
 use crate::algo::eventcount::EventCount;
 use crate::algo::mpmc::STATE_BYTES;
-use crate::shm::header::ObjectKind;
+use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sys::futex::Futex;
@@ -174,22 +176,35 @@ impl<T> JoinableQueue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
-    attach_api!(
-        "JoinableQueue<T>",
-        ObjectKind::Joinable,
-        None,
-        expect = crate::queue::message::expect::<T>()
-    );
+        /// Opens the `JoinableQueue<T>` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
 
-    fn from_placed(obj: Placed) -> Self {
+    /// Attaches to the `JoinableQueue<T>` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
         JoinableQueue {
             ring: one_ring(obj),
             _t: PhantomData,
         }
-    }
-
-    fn placed(&self) -> &Placed {
-        self.ring.memory().placed()
     }
 
     fn make(place: Place<'_>, capacity: usize, max_message_size: usize) -> Result<Self> {
@@ -391,4 +406,37 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     }
 
     queries!();
+}
+
+// SAFETY: the unfinished-task line, then the layout of a `MessageQueue<T>`, at
+// the data offset of a `Joinable` header: all the handle reads and writes.
+unsafe impl<T: Serialize + DeserializeOwned> SharedObject for JoinableQueue<T> {
+    const KIND: ObjectKind = ObjectKind::Joinable;
+    const LEN: Option<u64> = None;
+
+    fn expect() -> Expect {
+        expect::<T>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        self.ring.memory().placed()
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl<T: Serialize + DeserializeOwned> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
+    }
 }

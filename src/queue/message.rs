@@ -32,8 +32,8 @@ use std::marker::PhantomData;
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::loom::atomic::{AtomicU64, Ordering};
@@ -41,7 +41,8 @@ use crate::algo::mpmc::{MpmcState, QueueMemory, RawQueue, STATE_BYTES};
 use crate::algo::spsc::{TryPopError, TryPushError};
 use crate::shm::header::{Expect, Fingerprint, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sys::thread::ProcLiveness;
@@ -102,7 +103,7 @@ const SLOT_HEADER: usize = 16;
 /// The largest maximum message size objects accept (1 GiB).
 pub(crate) const MAX_MESSAGE_SIZE: usize = 1 << 30;
 /// The largest number of slots a message object accepts.
-pub(crate) const MAX_MESSAGES: usize = u32::MAX as usize;
+pub(crate) const MAX_MESSAGES: usize = crate::shm::header::MAX_RING_SLOTS;
 /// Prefix of the type hash of message slots.
 const TAG: &str = "multiproc::message::";
 
@@ -728,12 +729,29 @@ pub(crate) fn init_stamps(data: *mut u8, slot: usize, first: usize, cap: usize) 
 }
 
 impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
-    attach_api!(
-        "MessageQueue<T>",
-        ObjectKind::Messages,
-        None,
-        expect = crate::queue::message::expect::<T>()
-    );
+        /// Opens the `MessageQueue<T>` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
+
+    /// Attaches to the `MessageQueue<T>` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
 
     /// The largest capacity [`new`](Self::new) accepts.
     pub const MAX_CAPACITY: usize = MAX_MESSAGES;
@@ -741,15 +759,11 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     /// The largest maximum message size [`new`](Self::new) accepts (1 GiB).
     pub const MAX_MESSAGE_SIZE: usize = MAX_MESSAGE_SIZE;
 
-    fn from_placed(obj: Placed) -> Self {
+    fn over(obj: Placed) -> Self {
         MessageQueue {
             ring: one_ring(obj),
             _t: PhantomData,
         }
-    }
-
-    fn placed(&self) -> &Placed {
-        self.ring.memory().placed()
     }
 
     fn make(place: Place<'_>, capacity: usize, max_message_size: usize) -> Result<Self> {
@@ -1000,4 +1014,38 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     }
 
     queries!();
+}
+
+// SAFETY: the ring state, then `len` slots of the fingerprint's slot size (stamp,
+// length, message bytes) at the data offset of a `Messages` header whose
+// type hash names `T`: all the handle reads and writes.
+unsafe impl<T: Serialize + DeserializeOwned> SharedObject for MessageQueue<T> {
+    const KIND: ObjectKind = ObjectKind::Messages;
+    const LEN: Option<u64> = None;
+
+    fn expect() -> Expect {
+        expect::<T>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        self.ring.memory().placed()
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl<T: Serialize + DeserializeOwned> Serialize for MessageQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for MessageQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
+    }
 }

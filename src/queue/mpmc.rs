@@ -13,12 +13,15 @@ pub use crate::algo::spsc::{
     Closed, TryPopError as TryGetError, TryPushError as TryPutError,
 };
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::{Error, Result};
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::algo::mpmc::{MpmcState, QueueMemory, RawQueue, STATE_BYTES, SlotMemory};
-use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sys::thread::ProcLiveness;
@@ -138,7 +141,7 @@ fn layout<T>(capacity: usize) -> Result<ObjectLayout> {
 }
 
 /// The largest capacity [`Queue::new`] accepts.
-const MAX_CAPACITY: usize = u32::MAX as usize;
+const MAX_CAPACITY: usize = crate::shm::header::MAX_RING_SLOTS;
 
 /// A bounded multi-producer multi-consumer queue of [`Pod`] values in
 /// shared memory: Python's `multiprocessing.Queue` without pickling.
@@ -225,7 +228,29 @@ impl<T: Pod> fmt::Debug for Queue<T> {
 }
 
 impl<T: Pod> Queue<T> {
-    attach_api!("Queue<T>", ObjectKind::Mpmc, None, Slot<T>);
+        /// Opens the `Queue<T>` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
+
+    /// Attaches to the `Queue<T>` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
 
     /// The largest capacity [`new`](Self::new) accepts.
     ///
@@ -236,17 +261,13 @@ impl<T: Pod> Queue<T> {
     /// ```
     pub const MAX_CAPACITY: usize = MAX_CAPACITY;
 
-    fn from_placed(obj: Placed) -> Self {
+    fn over(obj: Placed) -> Self {
         Queue {
             raw: RawQueue::new(Mapped {
                 obj,
                 _t: PhantomData,
             }),
         }
-    }
-
-    fn placed(&self) -> &Placed {
-        &self.raw.memory().obj
     }
 
     fn make(place: Place<'_>, capacity: usize) -> Result<Self> {
@@ -259,7 +280,7 @@ impl<T: Pod> Queue<T> {
                 unsafe { (*slots.add(i)).stamp.store(i as u64, Ordering::Relaxed) };
             }
         })?;
-        Ok(Self::from_placed(obj))
+        Ok(Self::over(obj))
     }
 
     /// Places an empty queue of `capacity` slots in shared memory.
@@ -690,5 +711,38 @@ impl<T: Pod> Queue<T> {
     #[inline]
     pub fn capacity(&self) -> usize {
         self.raw.capacity()
+    }
+}
+
+// SAFETY: the ring state, then `len` slots of `Slot<T>` at the data offset of an
+// `Mpmc` header of that fingerprint: all the handle reads and writes.
+unsafe impl<T: Pod> SharedObject for Queue<T> {
+    const KIND: ObjectKind = ObjectKind::Mpmc;
+    const LEN: Option<u64> = None;
+
+    fn expect() -> Expect {
+        Expect::of::<Slot<T>>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.raw.memory().obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl<T: Pod> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de, T: Pod> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
     }
 }

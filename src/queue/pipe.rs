@@ -12,20 +12,20 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::SharedMemory;
 use crate::error::{Error, Result};
 use crate::queue::message::{
     MsgMem, RecvError, Ring, SendError, Wait, check_capacity, decode, expect, init_stamps, layout,
     recv_with, send, send_bytes,
 };
 use crate::algo::mpmc::{RawQueue, STATE_BYTES};
-use crate::shm::header::ObjectKind;
-use crate::shm::object::Placed;
 use crate::algo::wait::deadline;
-use crate::shm::object::{Place, open_expecting};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::header::{Expect, ObjectKind};
+use crate::shm::named::SharedMemory;
+use crate::shm::object::{Place, Placed, SharedObject};
 
 /// Options for a new pipe: capacity and maximum message size of each
 /// direction. [`pipe`] uses the defaults.
@@ -131,19 +131,14 @@ impl Pipe {
     ///
     /// # Errors
     ///
-    /// [`Error::NotReady`] if nothing is published there,
-    /// [`Error::KindMismatch`] or [`Error::LayoutMismatch`] for another
-    /// kind or message type, [`Error::Corrupted`] for a damaged header,
-    /// [`Error::OutOfBounds`] for an offset that does not fit the segment.
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
     pub fn open_at<T: Serialize + DeserializeOwned>(
         shm: &SharedMemory,
         offset: usize,
     ) -> Result<(Connection<T>, Connection<T>)> {
-        let obj = open_expecting(shm, offset, ObjectKind::Pipe, expect::<T>(), None)?;
-        Ok((
-            Connection::from_placed(obj.clone(), 0)?,
-            Connection::from_placed(obj, 1)?,
-        ))
+        let end0 = Connection::<T>::open_object(shm, offset)?;
+        let end1 = Connection::end_of(end0.placed().clone(), 1)?;
+        Ok((end0, end1))
     }
 
     /// Bytes a pipe with these options takes in a segment (`usize::MAX` if
@@ -172,8 +167,8 @@ impl Pipe {
             init_stamps(data, slot, cap, cap);
         })?;
         Ok((
-            Connection::from_placed(obj.clone(), 0)?,
-            Connection::from_placed(obj, 1)?,
+            Connection::end_of(obj.clone(), 0)?,
+            Connection::end_of(obj, 1)?,
         ))
     }
 }
@@ -245,7 +240,7 @@ impl<T> fmt::Debug for Connection<T> {
 
 impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// End `end` (0 or 1) of the pipe `obj`.
-    fn from_placed(obj: Placed, end: u32) -> Result<Self> {
+    fn end_of(obj: Placed, end: u32) -> Result<Self> {
         let cap = obj.len() / 2;
         if cap == 0 {
             // Only a forged header can say so: `create` makes 2 × capacity.
@@ -276,8 +271,8 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// # Errors
     ///
-    /// As [`Queue::attach`](crate::Queue::attach); also
-    /// [`Error::InvalidDescriptor`] for a part other than 0 or 1.
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at)
+    /// (a part other than 0 or 1 is an [`Error::InvalidDescriptor`]).
     ///
     /// # Examples
     ///
@@ -293,15 +288,14 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn attach(descriptor: &crate::Descriptor) -> Result<Self> {
-        let (obj, end) = Placed::attach_descriptor(descriptor, ObjectKind::Pipe, expect::<T>(), 2)?;
-        Self::from_placed(obj, end)
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
     }
 
     /// A descriptor from which another process can [`attach`](Self::attach)
     /// this end.
-    pub fn descriptor(&self) -> crate::Descriptor {
-        self.send.memory().placed().descriptor_of_part(self.end)
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
     }
 
     /// Sends `value` to the other end, sleeping while its direction is
@@ -503,5 +497,44 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// The largest encoded message (or byte string) a send accepts.
     pub fn max_message_size(&self) -> usize {
         self.send.memory().max_message_size()
+    }
+}
+
+// SAFETY: two rings' states, then `len` slots of the fingerprint's slot
+// size (ring 0's `len / 2`, then ring 1's), at the data offset of a `Pipe`
+// header whose type hash names `T`: all an end reads and writes.
+unsafe impl<T: Serialize + DeserializeOwned> SharedObject for Connection<T> {
+    const KIND: ObjectKind = ObjectKind::Pipe;
+    const LEN: Option<u64> = None;
+    const PARTS: u32 = 2;
+
+    fn expect() -> Expect {
+        expect::<T>()
+    }
+
+    fn from_placed(obj: Placed, part: u32) -> Result<Self> {
+        Self::end_of(obj, part)
+    }
+
+    fn placed(&self) -> &Placed {
+        self.send.memory().placed()
+    }
+
+    fn part(&self) -> u32 {
+        self.end
+    }
+}
+
+/// Encodes the end as its [`Descriptor`].
+impl<T: Serialize + DeserializeOwned> Serialize for Connection<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the pipe end an encoded [`Descriptor`] names.
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Connection<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
     }
 }

@@ -72,20 +72,23 @@ use bytemuck::Pod;
 
 pub use crate::algo::spsc::{Closed, TryPopError, TryPushError};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::{Error, Result};
 use crate::sys::membarrier;
 use crate::algo::spsc::{
     Fencing, RawConsumer, RawProducer, RingMemory, STATE_BYTES, SpscState,
 };
-use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sys::futex::Futex;
 
 /// The largest capacity [`channel`] accepts.
-pub const MAX_CAPACITY: usize = u32::MAX as usize;
+pub const MAX_CAPACITY: usize = crate::shm::header::MAX_RING_SLOTS;
 
 /// A ring placed in shared memory: the ring state right before the slots.
 struct Mapped<T> {
@@ -228,8 +231,8 @@ fn make<T: Pod>(place: Place<'_>, capacity: usize) -> Result<(Producer<T>, Consu
         st.init_fencing(fencing);
     })?;
     Ok((
-        Producer::from_placed(obj.clone()),
-        Consumer::from_placed(obj),
+        Producer::over(obj.clone()),
+        Consumer::over(obj),
     ))
 }
 
@@ -350,16 +353,34 @@ impl<T: Pod> fmt::Debug for Producer<T> {
 }
 
 impl<T: Pod> Producer<T> {
-    attach_api!("Producer<T>", ObjectKind::Spsc, None, T);
+        /// Opens the `Producer<T>` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
 
-    fn from_placed(obj: Placed) -> Self {
+    /// Attaches to the `Producer<T>` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
         Producer {
             raw: RawProducer::new(Mapped::new(obj)),
         }
-    }
-
-    fn placed(&self) -> &Placed {
-        &self.raw.memory().obj
     }
 
     fn state(&self) -> &SpscState {
@@ -615,16 +636,34 @@ impl<T: Pod> fmt::Debug for Consumer<T> {
 }
 
 impl<T: Pod> Consumer<T> {
-    attach_api!("Consumer<T>", ObjectKind::Spsc, None, T);
+        /// Opens the `Consumer<T>` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
 
-    fn from_placed(obj: Placed) -> Self {
+    /// Attaches to the `Consumer<T>` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
         Consumer {
             raw: RawConsumer::new(Mapped::new(obj)),
         }
-    }
-
-    fn placed(&self) -> &Placed {
-        &self.raw.memory().obj
     }
 
     fn state(&self) -> &SpscState {
@@ -822,5 +861,70 @@ impl<T: Pod> Consumer<T> {
     #[inline]
     pub fn capacity(&self) -> usize {
         self.raw.memory().capacity()
+    }
+}
+
+// SAFETY: the ring state, then `len` slots of `T`, at the data offset of an `Spsc`
+// header of `T`'s fingerprint: all an end reads and writes.
+unsafe impl<T: Pod> SharedObject for Producer<T> {
+    const KIND: ObjectKind = ObjectKind::Spsc;
+    const LEN: Option<u64> = None;
+
+    fn expect() -> Expect {
+        Expect::of::<T>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.raw.memory().obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl<T: Pod> Serialize for Producer<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de, T: Pod> Deserialize<'de> for Producer<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
+    }
+}
+
+// SAFETY: as for `Producer<T>`.
+unsafe impl<T: Pod> SharedObject for Consumer<T> {
+    const KIND: ObjectKind = ObjectKind::Spsc;
+    const LEN: Option<u64> = None;
+
+    fn expect() -> Expect {
+        Expect::of::<T>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.raw.memory().obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl<T: Pod> Serialize for Consumer<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de, T: Pod> Deserialize<'de> for Consumer<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
     }
 }

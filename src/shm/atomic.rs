@@ -4,10 +4,13 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::Result;
-use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::shm::object::Place;
 
 mod sealed {
@@ -182,17 +185,35 @@ impl<T: AtomicInt> AtomicValue<T> {
         })
     }
 
-    attach_api!("AtomicValue<T>", ObjectKind::Atomic, Some(1), T);
+        /// Opens the `AtomicValue<T>` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
 
-    fn from_placed(obj: Placed) -> Self {
+    /// Attaches to the `AtomicValue<T>` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
         AtomicValue {
             obj,
             _t: PhantomData,
         }
-    }
-
-    fn placed(&self) -> &Placed {
-        &self.obj
     }
 
     /// Bytes an `AtomicValue<T>` takes in a segment.
@@ -321,5 +342,37 @@ impl<T: AtomicInt> AtomicValue<T> {
             }
         }
         Err(prev)
+    }
+}
+
+// SAFETY: one `T` at the data offset of an `Atomic` header of `T`'s fingerprint,
+// reached only as `T::Atomic`, which is all the handle touches.
+unsafe impl<T: AtomicInt> SharedObject for AtomicValue<T> {
+    const KIND: ObjectKind = ObjectKind::Atomic;
+
+    fn expect() -> Expect {
+        Expect::of::<T>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl<T: AtomicInt> Serialize for AtomicValue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de, T: AtomicInt> Deserialize<'de> for AtomicValue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
     }
 }

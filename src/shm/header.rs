@@ -21,12 +21,11 @@
 //! data pointer and length: a peer that later scribbles over the header cannot
 //! move them.
 
-use std::fmt;
 use std::ptr;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
+pub use crate::kind::{Fingerprint, ObjectKind};
+use crate::kind::{FNV_OFFSET, fnv1a};
 
 /// Size of the object header, and the alignment of every object.
 pub(crate) const HEADER_SIZE: usize = 64;
@@ -41,90 +40,25 @@ pub(crate) const READY_BUSY: u32 = 1;
 /// The ready word of a published header.
 pub(crate) const READY: u32 = READY_TAG | LAYOUT_VERSION;
 
-/// What kind of object a header describes.
-///
-/// Recorded in every header so that attaching, say, an `Array` descriptor as a
-/// `Value` is an error rather than a misread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-#[repr(u32)]
-pub enum ObjectKind {
-    /// [`Value`](crate::Value): a lock word and one `T`.
-    Value = 1,
-    /// [`RawValue`](crate::RawValue): one `T`, no lock.
-    RawValue = 2,
-    /// [`Array`](crate::Array): a lock word and `len` elements.
-    Array = 3,
-    /// [`RawArray`](crate::RawArray): `len` elements, no lock.
-    RawArray = 4,
-    /// [`AtomicValue`](crate::AtomicValue): one integer used atomically.
-    Atomic = 5,
-    /// A process-shared mutex guarding one `T` (`Mutex`, `Lock`).
-    Mutex = 6,
-    /// A re-entrant process-shared lock (`RLock`).
-    RLock = 7,
-    /// A counting semaphore (`Semaphore`, `BoundedSemaphore`).
-    Semaphore = 8,
-    /// An event flag (`Event`).
-    Event = 9,
-    /// A barrier (`Barrier`).
-    Barrier = 10,
-    /// A condition variable (`Condition`).
-    Condition = 11,
-    /// A single-producer single-consumer ring ([`spsc`](crate::spsc)):
-    /// index and wait words, then `len` slots.
-    Spsc = 12,
-    /// A multi-producer multi-consumer ring ([`Queue`](crate::Queue)):
-    /// position and wait words, then `len` slots of stamp and value.
-    Mpmc = 13,
-    /// A queue of serialised messages
-    /// ([`MessageQueue`](crate::MessageQueue)): the MPMC ring's words, then
-    /// `len` fixed-size slots of stamp, length and message bytes.
-    Messages = 14,
-    /// A [`JoinableQueue`](crate::JoinableQueue): an unfinished-task line,
-    /// then the same layout as [`Messages`](Self::Messages).
-    Joinable = 15,
-    /// A duplex [`Pipe`](crate::Pipe): two message rings' words, then their
-    /// slots (`len / 2` each).
-    Pipe = 16,
-}
+/// The most slots one ring may have, for every ring kind (each queue's
+/// `MAX_CAPACITY` is this): the rings' index arithmetic relies on it.
+pub(crate) const MAX_RING_SLOTS: usize = u32::MAX as usize;
 
+/// The per-kind layout table: what each kind allows and where its data
+/// starts. Owned here, with the format, so that placing and attaching check
+/// the same limits without reading them from the layers above.
 impl ObjectKind {
-    fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => ObjectKind::Value,
-            2 => ObjectKind::RawValue,
-            3 => ObjectKind::Array,
-            4 => ObjectKind::RawArray,
-            5 => ObjectKind::Atomic,
-            6 => ObjectKind::Mutex,
-            7 => ObjectKind::RLock,
-            8 => ObjectKind::Semaphore,
-            9 => ObjectKind::Event,
-            10 => ObjectKind::Barrier,
-            11 => ObjectKind::Condition,
-            12 => ObjectKind::Spsc,
-            13 => ObjectKind::Mpmc,
-            14 => ObjectKind::Messages,
-            15 => ObjectKind::Joinable,
-            16 => ObjectKind::Pipe,
-            _ => return None,
-        })
-    }
-
-    /// The most elements an object of this kind may have. The rings' index
-    /// arithmetic relies on capacities of at most their `MAX_CAPACITY`,
-    /// which placing them checks; attaching must too, since a header for
-    /// zero-sized elements can claim any length without its size
+    /// The most elements an object of this kind may have. Placing a ring
+    /// checks its capacity against it; attaching must too, since a header
+    /// for zero-sized elements can claim any length without its size
     /// overflowing.
     fn max_len(self) -> u64 {
         match self {
-            ObjectKind::Spsc => crate::queue::spsc::MAX_CAPACITY as u64,
-            ObjectKind::Mpmc => crate::queue::mpmc::Queue::<u8>::MAX_CAPACITY as u64,
-            ObjectKind::Messages | ObjectKind::Joinable => {
-                crate::queue::message::MAX_MESSAGES as u64
+            ObjectKind::Spsc | ObjectKind::Mpmc | ObjectKind::Messages | ObjectKind::Joinable => {
+                MAX_RING_SLOTS as u64
             }
-            ObjectKind::Pipe => 2 * crate::queue::message::MAX_MESSAGES as u64,
+            // Two rings.
+            ObjectKind::Pipe => 2 * MAX_RING_SLOTS as u64,
             _ => u64::MAX,
         }
     }
@@ -163,56 +97,6 @@ impl ObjectKind {
             | ObjectKind::Condition => HEADER_SIZE,
         };
         min.next_multiple_of(align)
-    }
-}
-
-/// The identity of an element type as recorded in shared memory: its size,
-/// its alignment and a hash of its type name.
-///
-/// The hash is FNV-1a over [`std::any::type_name`], which is stable for one
-/// compiler version; processes built from the same source with the same
-/// toolchain agree on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Fingerprint {
-    /// `size_of::<T>()`.
-    pub size: u32,
-    /// `align_of::<T>()`.
-    pub align: u32,
-    /// FNV-1a 64 of `type_name::<T>()`.
-    pub type_hash: u64,
-}
-
-impl Fingerprint {
-    /// The fingerprint of `T`.
-    pub fn of<T>() -> Self {
-        Fingerprint {
-            // Sizes above 4 GiB for one element are refused by `ObjectLayout`.
-            size: u32::try_from(size_of::<T>()).unwrap_or(u32::MAX),
-            align: u32::try_from(align_of::<T>()).unwrap_or(u32::MAX),
-            type_hash: fnv1a(std::any::type_name::<T>().as_bytes(), FNV_OFFSET),
-        }
-    }
-}
-
-impl Fingerprint {
-    /// The fingerprint of `size`-byte slots of a message object whose
-    /// messages are `T`s: the hash covers `tag` and `T`'s type name, the size
-    /// is the slot's (chosen at creation, so attaching accepts any, see
-    /// [`Expect::Slots`]).
-    pub(crate) fn slots<T: ?Sized>(tag: &str, size: u32, align: u32) -> Self {
-        Fingerprint {
-            size,
-            align,
-            type_hash: Self::slot_hash::<T>(tag),
-        }
-    }
-
-    /// The type hash of [`slots`](Self::slots).
-    pub(crate) fn slot_hash<T: ?Sized>(tag: &str) -> u64 {
-        fnv1a(
-            std::any::type_name::<T>().as_bytes(),
-            fnv1a(tag.as_bytes(), FNV_OFFSET),
-        )
     }
 }
 
@@ -265,31 +149,17 @@ impl Expect {
     }
 }
 
+impl Expect {
+    /// Exactly the fingerprint of `T`.
+    pub(crate) fn of<T>() -> Expect {
+        Expect::Exact(Fingerprint::of::<T>())
+    }
+}
+
 impl From<Fingerprint> for Expect {
     fn from(fp: Fingerprint) -> Self {
         Expect::Exact(fp)
     }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "size {}, align {}, type hash {:#018x}",
-            self.size, self.align, self.type_hash
-        )
-    }
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h
 }
 
 /// Where an object's parts lie, computed from its kind, element type and

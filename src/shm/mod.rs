@@ -6,8 +6,10 @@
 //! `named` ← `ranges` (live objects) ← `object` (placement, attach,
 //! descriptors) ← the typed objects.
 
+pub(crate) mod arena;
 pub(crate) mod array;
 pub(crate) mod atomic;
+pub(crate) mod descriptor;
 pub(crate) mod header;
 pub(crate) mod named;
 pub(crate) mod object;

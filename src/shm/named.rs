@@ -8,7 +8,10 @@ use std::sync::Arc;
 use rustix::fs::{self, FallocateFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::{Error, Result};
+use crate::shm::object::attach_failed;
 use crate::shm::ranges;
 use crate::shm::segment::{Backing, Segment, SegmentRef, check_fits_memory};
 
@@ -343,5 +346,22 @@ impl SharedMemory {
 
     pub(crate) fn segment(&self) -> &Arc<Segment> {
         &self.seg
+    }
+}
+
+/// Encodes the segment by name (and inode), as Python pickles a
+/// `SharedMemory`.
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.segment_ref().serialize(s)
+    }
+}
+
+/// Opens the named segment again, checking that the name still leads to
+/// the same file (not one unlinked and re-created since).
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let r = SegmentRef::deserialize(d)?;
+        SharedMemory::from_ref(&r).map_err(|e| attach_failed(format!("SharedMemory: {e}")))
     }
 }

@@ -1,260 +1,166 @@
-//! Placing objects in segments, attaching to them, and their descriptors.
-//!
-//! Small objects come from a per-thread *arena*: the thread's current 1 MiB
-//! memfd chunk, carved by the shared bump pointer in its segment header. A
-//! chunk that is full is left to the handles placed in it and unmapped when
-//! the last of them drops; the thread starts a new chunk. Objects larger than a
-//! quarter of a chunk get a memfd segment of their own. So 10,000 `Value<u64>`
-//! (128 bytes each) live in two mappings, and a 1 GiB `Array` in one of its
-//! own.
-//!
-//! The arena is thread-local rather than behind a process-wide lock so that a
-//! forked child never inherits a lock held by another thread of its parent;
-//! and because the bump pointer is in shared memory, a forked child that keeps
-//! allocating from its parent's chunk gets ranges disjoint from the parent's.
+//! Placing objects in segments and attaching to them: [`Placed`] (one
+//! validated object), [`Place`] (where a new one goes), and
+//! [`SharedObject`], the one contract every typed handle implements, which
+//! gives them all the same `attach`, `open_at`, `descriptor` and `serde`.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::loom::atomic::AtomicU64;
-use crate::loom::atomic::{AtomicPtr, Ordering};
-use crate::algo::bump::bump;
+use crate::loom::atomic::{AtomicU32, AtomicU64};
+use crate::shm::arena::{self, CHUNK_SIZE, bump_in};
+use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{self, Expect, Fingerprint, HEADER_SIZE, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::ranges::{self, Registration};
-use crate::shm::segment::{SEGMENT_HEADER_SIZE, Segment, SegmentRef};
+use crate::shm::segment::{SEGMENT_HEADER_SIZE, Segment};
 
-/// Writes `open_at`, `attach` and `descriptor` for a typed handle whose impl
-/// block also has `fn from_placed(Placed) -> Self` and
-/// `fn placed(&self) -> &Placed`. `$len` is the length `open_at` insists on
-/// (`None`: any); `$t` is the element type whose fingerprint the header
-/// records (the user's `T`, or a sync object's private state struct).
-macro_rules! attach_api {
-    ($what:literal, $kind:expr, $len:expr, $t:ty) => {
-        crate::shm::object::attach_api!(
-            $what,
-            $kind,
-            $len,
-            expect = crate::shm::header::Expect::Exact(crate::Fingerprint::of::<$t>())
-        );
-    };
-    ($what:literal, $kind:expr, $len:expr, expect = $expect:expr) => {
-        #[doc = concat!("Opens the `", $what, "` placed at `offset` of a named segment.")]
-        ///
-        /// # Errors
-        ///
-        /// [`Error::NotReady`](crate::Error::NotReady) if nothing is
-        /// published there, [`Error::KindMismatch`](crate::Error::KindMismatch)
-        /// or [`Error::LayoutMismatch`](crate::Error::LayoutMismatch) for
-        /// another kind or element type,
-        /// [`Error::Corrupted`](crate::Error::Corrupted) for a damaged header,
-        /// [`Error::OutOfBounds`](crate::Error::OutOfBounds) for an offset
-        /// that does not fit the segment.
-        pub fn open_at(shm: &crate::SharedMemory, offset: usize) -> crate::Result<Self> {
-            crate::shm::object::open_expecting(shm, offset, $kind, $expect, $len)
-                .map(Self::from_placed)
-        }
-
-        #[doc = concat!("Attaches to the `", $what, "` a [`Descriptor`](crate::Descriptor) names, ")]
-        /// in this process or another (see there).
-        ///
-        /// # Errors
-        ///
-        /// As [`open_at`](Self::open_at), plus
-        /// [`Error::NotFound`](crate::Error::NotFound) if the segment is gone,
-        /// [`Error::InvalidDescriptor`](crate::Error::InvalidDescriptor) if
-        /// the descriptor names another file, and
-        /// [`Error::LengthMismatch`](crate::Error::LengthMismatch).
-        pub fn attach(descriptor: &crate::Descriptor) -> crate::Result<Self> {
-            crate::shm::object::Placed::attach_descriptor(descriptor, $kind, $expect, 1)
-                .map(|(placed, _)| Self::from_placed(placed))
-        }
-
-        /// A descriptor from which another process can
-        /// [`attach`](Self::attach).
-        pub fn descriptor(&self) -> crate::Descriptor {
-            self.placed().descriptor()
-        }
-    };
-}
-pub(crate) use attach_api;
-
-/// Size of an arena chunk.
-pub(crate) const CHUNK_SIZE: usize = 1 << 20;
-
-/// This thread's current chunk; on thread exit it is left in [`SPARE`] for
-/// the next thread that needs one, so short-lived threads do not each keep a
-/// chunk (and its descriptor) alive.
-struct ChunkSlot(RefCell<Option<Arc<Segment>>>);
-
-impl Drop for ChunkSlot {
-    fn drop(&mut self) {
-        if let Some(seg) = self.0.get_mut().take() {
-            let old = SPARE.swap(Arc::into_raw(seg).cast_mut(), Ordering::AcqRel);
-            if !old.is_null() {
-                // SAFETY: SPARE only ever holds pointers from `Arc::into_raw`,
-                // and the swap made this one ours.
-                drop(unsafe { Arc::from_raw(old) });
-            }
-        }
-    }
-}
-
-thread_local! {
-    static CURRENT_CHUNK: ChunkSlot = const { ChunkSlot(RefCell::new(None)) };
-}
-
-/// A chunk left by an exited thread (an `Arc::into_raw` pointer, or null).
-/// Lock-free, so a fork never inherits it locked.
-static SPARE: AtomicPtr<Segment> = AtomicPtr::new(std::ptr::null_mut());
-
-fn take_spare() -> Option<Arc<Segment>> {
-    let p = SPARE.swap(std::ptr::null_mut(), Ordering::AcqRel);
-    // SAFETY: SPARE only ever holds pointers from `Arc::into_raw`, and the
-    // swap made this one ours.
-    (!p.is_null()).then(|| unsafe { Arc::from_raw(p) })
-}
-
-/// Reserves room for `layout` in this thread's chunk (taking a spare or a new
-/// chunk when needed; a new one if `fresh`).
-fn arena_reserve(layout: &ObjectLayout, fresh: bool) -> Result<(Arc<Segment>, usize)> {
-    let reserve = |cur: &mut Option<Arc<Segment>>| -> Result<(Arc<Segment>, usize)> {
-        if fresh {
-            *cur = None;
-        } else if cur.is_none() {
-            *cur = take_spare();
-        }
-        if let Some(seg) = cur.as_ref()
-            && let Some(off) = bump_in(seg, layout)
-        {
-            return Ok((Arc::clone(seg), off));
-        }
-        let seg = Segment::create_memfd(CHUNK_SIZE)?;
-        let off = bump_in(&seg, layout).ok_or(Error::InvalidSize {
-            requested: layout.total_size as u64,
-            reason: "object does not fit a fresh chunk",
-        })?;
-        *cur = Some(Arc::clone(&seg));
-        Ok((seg, off))
-    };
-    // During thread-local teardown (an object made from a TLS destructor)
-    // the slot is gone: give the object a chunk of its own.
-    CURRENT_CHUNK
-        .try_with(|slot| reserve(&mut slot.0.borrow_mut()))
-        .unwrap_or_else(|_| reserve(&mut None))
-}
-
-/// Everything needed to find and check an object from another process: its
-/// segment, its offset, its kind, its element type's fingerprint and its
-/// length.
+/// A typed handle to an object placed in shared memory: what it is (kind,
+/// element fingerprint, length, parts) and how it is made from a validated
+/// [`Placed`]. The provided methods are the one implementation of attaching
+/// (by descriptor or at an offset of a named segment), describing, and
+/// `serde`, for every handle.
 ///
-/// A descriptor is plain data (`serde`), so it can travel to a spawned child
-/// on its command line or through a pipe, or to an unrelated process. Each
-/// typed handle has `descriptor()` and `attach(&Descriptor)`; attaching
-/// re-validates the shared header, so a descriptor that is stale, forged or
-/// for another type is an [`Error`], never a misread.
+/// # Safety
 ///
-/// Memfd segments are reached through an inherited descriptor or
-/// `/proc/<pid>/fd/<fd>` of a live process of the same user; named segments
-/// by name.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc::{Descriptor, Value};
-/// # fn main() -> multiproc::Result<()> {
-/// let v = Value::new(7u32)?;
-/// let bytes = v.descriptor().to_bytes();
-/// // ... in another process:
-/// let d = Descriptor::from_bytes(&bytes)?;
-/// let w = Value::<u32>::attach(&d)?;
-/// assert_eq!(w.get(), 7);
-/// assert!(Value::<f32>::attach(&d).is_err()); // wrong type
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Descriptor {
-    segment: SegmentRef,
-    offset: u64,
-    kind: ObjectKind,
-    fingerprint: Fingerprint,
-    len: u64,
-    part: u32,
-}
+/// [`KIND`](Self::KIND), [`expect`](Self::expect) and
+/// [`LEN`](Self::LEN) must pin down the layout that
+/// [`from_placed`](Self::from_placed) and every method of the handle read
+/// and write through the object: `from_placed` is handed any object whose
+/// header validated against them, whatever its creator was, and its
+/// accesses must stay inside that layout.
+pub(crate) unsafe trait SharedObject: Sized {
+    /// The kind recorded in the header.
+    const KIND: ObjectKind;
+    /// The length the header must record (`None`: any; `Some(1)` for the
+    /// scalar kinds).
+    const LEN: Option<u64> = Some(1);
+    /// How many parts the object has (the two ends of a pipe); a
+    /// descriptor names one.
+    const PARTS: u32 = 1;
 
-impl Descriptor {
-    /// The segment the object lives in.
-    pub fn segment(&self) -> &SegmentRef {
-        &self.segment
+    /// The element fingerprint the header must record.
+    fn expect() -> Expect;
+
+    /// The handle over a validated object, for part `part` (below
+    /// [`PARTS`](Self::PARTS)).
+    fn from_placed(obj: Placed, part: u32) -> Result<Self>;
+
+    /// The object this handle uses.
+    fn placed(&self) -> &Placed;
+
+    /// The part of the object this handle uses.
+    fn part(&self) -> u32 {
+        0
     }
 
-    /// Offset of the object's header within its segment.
-    pub fn offset(&self) -> u64 {
-        self.offset
+    /// Attaches to the object `d` names (see [`Descriptor`]).
+    fn attach_object(d: &Descriptor) -> Result<Self> {
+        let (obj, part) = Placed::attach_descriptor(d, Self::KIND, Self::expect(), Self::PARTS)?;
+        Self::from_placed(obj, part)
     }
 
-    /// The kind of object.
-    pub fn kind(&self) -> ObjectKind {
-        self.kind
+    /// Opens the object placed at `offset` of a named segment (part 0).
+    fn open_object(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        let obj = Placed::attach(
+            Arc::clone(shm.segment()),
+            offset as u64,
+            Self::KIND,
+            Self::expect(),
+            Self::LEN,
+        )?;
+        Self::from_placed(obj, 0)
     }
 
-    /// The element type's fingerprint.
-    pub fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint
+    /// A descriptor of this handle's object and part.
+    fn describe(&self) -> Descriptor {
+        self.placed().descriptor_of_part(self.part())
     }
 
-    /// Number of elements (1 for scalar objects).
-    pub fn len(&self) -> u64 {
-        self.len
+    /// `serde`'s `Serialize`: the descriptor.
+    fn serialize_object<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.describe().serialize(s)
     }
 
-    /// Which part of the object the handle uses: 0, except for the second
-    /// end of a [`Pipe`](crate::Pipe), which is 1.
-    pub fn part(&self) -> u32 {
-        self.part
-    }
-
-    /// Whether the length is zero: never for a descriptor this crate made
-    /// (objects hold at least one element); such a descriptor attaches to
-    /// nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Encodes the descriptor compactly (postcard).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // Serialising plain integers and strings into a Vec cannot fail.
-        postcard::to_allocvec(self).unwrap_or_default()
-    }
-
-    /// Decodes a descriptor made by [`to_bytes`](Self::to_bytes).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidDescriptor`] if the bytes are not a descriptor.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Descriptor> {
-        postcard::from_bytes(bytes).map_err(|e| Error::InvalidDescriptor {
-            reason: format!("cannot decode descriptor bytes: {e}"),
+    /// `serde`'s `Deserialize`: attach to the descriptor. A failure is a
+    /// serde error naming the cause, also kept aside for
+    /// [`take_attach_error`] (postcard drops custom messages).
+    fn deserialize_object<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let descriptor = Descriptor::deserialize(d)?;
+        Self::attach_object(&descriptor).map_err(|e| {
+            attach_failed(format!(
+                "{}: {e}",
+                short_type_name(std::any::type_name::<Self>())
+            ))
         })
     }
 }
 
-impl fmt::Display for Descriptor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?}[{}] at offset {} of {:?}",
-            self.kind, self.len, self.offset, self.segment
-        )?;
-        if self.part != 0 {
-            write!(f, ", part {}", self.part)?;
+/// `multiproc::sync::mutex::Mutex<u8>` as `Mutex<u8>`: the path of every
+/// segment dropped, generic arguments included.
+fn short_type_name(full: &str) -> String {
+    let mut out = String::new();
+    let mut word = String::new();
+    for c in full.chars() {
+        if c.is_alphanumeric() || c == '_' || c == ':' {
+            word.push(c);
+        } else {
+            out.push_str(word.rsplit("::").next().unwrap_or(""));
+            word.clear();
+            out.push(c);
         }
-        Ok(())
+    }
+    out.push_str(word.rsplit("::").next().unwrap_or(""));
+    out
+}
+
+thread_local! {
+    static ATTACH_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Forgets any attach error kept on this thread.
+pub(crate) fn clear_attach_error() {
+    let _ = ATTACH_ERROR.try_with(|e| e.borrow_mut().take());
+}
+
+/// The first attach error kept on this thread since the last clear.
+pub(crate) fn take_attach_error() -> Option<String> {
+    ATTACH_ERROR
+        .try_with(|e| e.borrow_mut().take())
+        .ok()
+        .flatten()
+}
+
+/// Keeps `message` (the first one wins: it is the cause) and makes the
+/// serde error.
+pub(crate) fn attach_failed<E: serde::de::Error>(message: String) -> E {
+    let _ = ATTACH_ERROR.try_with(|e| {
+        e.borrow_mut().get_or_insert_with(|| message.clone());
+    });
+    E::custom(message)
+}
+
+/// Where a new object goes: this thread's arena or a chosen offset of a named
+/// segment.
+pub(crate) enum Place<'a> {
+    Arena,
+    At(&'a SharedMemory, usize),
+}
+
+impl Place<'_> {
+    /// Places an object of `layout` (payload zeroed), runs `init` on its data
+    /// pointer, then publishes it.
+    pub(crate) fn make(self, layout: ObjectLayout, init: impl FnOnce(*mut u8)) -> Result<Placed> {
+        let obj = match self {
+            Place::Arena => Placed::alloc(layout)?,
+            Place::At(shm, offset) => Placed::create_at(shm, offset, layout)?,
+        };
+        init(obj.data());
+        obj.publish();
+        Ok(obj)
     }
 }
 
@@ -300,7 +206,7 @@ impl Placed {
         // for a fresh one.
         let mut fresh = false;
         loop {
-            let (seg, offset) = arena_reserve(&layout, fresh)?;
+            let (seg, offset) = arena::reserve(&layout, fresh)?;
             match Placed::claim(seg, offset, layout) {
                 Ok(placed) => {
                     // Chunk space is fresh (zero) unless a peer rewound the
@@ -434,11 +340,6 @@ impl Placed {
         .map(|p| (p, d.part))
     }
 
-    /// A descriptor another process can attach with.
-    pub(crate) fn descriptor(&self) -> Descriptor {
-        self.descriptor_of_part(0)
-    }
-
     /// A descriptor of part `part` of this object.
     pub(crate) fn descriptor_of_part(&self, part: u32) -> Descriptor {
         Descriptor {
@@ -492,64 +393,11 @@ impl Placed {
 
     /// The `i`-th 32-bit word of the payload (state of a sync object).
     #[inline]
-    pub(crate) fn state_u32(&self, i: usize) -> &crate::loom::atomic::AtomicU32 {
+    pub(crate) fn state_u32(&self, i: usize) -> &AtomicU32 {
         assert!((i + 1) * 4 <= self.layout.total_size - self.layout.data_offset);
         // SAFETY: in bounds of the payload (asserted), 4-aligned (the payload
         // is 64-aligned); the mapping outlives `&self`.
-        unsafe { crate::loom::atomic::AtomicU32::from_ptr(self.data().cast::<u32>().add(i)) }
+        unsafe { AtomicU32::from_ptr(self.data().cast::<u32>().add(i)) }
     }
 }
 
-/// Where a new object goes: this thread's arena or a chosen offset of a named
-/// segment.
-pub(crate) enum Place<'a> {
-    Arena,
-    At(&'a SharedMemory, usize),
-}
-
-impl Place<'_> {
-    /// Places an object of `layout` (payload zeroed), runs `init` on its data
-    /// pointer, then publishes it.
-    pub(crate) fn make(self, layout: ObjectLayout, init: impl FnOnce(*mut u8)) -> Result<Placed> {
-        let obj = match self {
-            Place::Arena => Placed::alloc(layout)?,
-            Place::At(shm, offset) => Placed::create_at(shm, offset, layout)?,
-        };
-        init(obj.data());
-        obj.publish();
-        Ok(obj)
-    }
-}
-
-/// Opens the object at `offset` of a named segment, expecting `fingerprint`
-/// of its elements.
-pub(crate) fn open_expecting(
-    shm: &SharedMemory,
-    offset: usize,
-    kind: ObjectKind,
-    fingerprint: Expect,
-    len: Option<u64>,
-) -> Result<Placed> {
-    Placed::attach(
-        Arc::clone(shm.segment()),
-        offset as u64,
-        kind,
-        fingerprint,
-        len,
-    )
-}
-
-/// Reserves room for `layout` in an arena segment, bounds-checked.
-fn bump_in(seg: &Segment, layout: &ObjectLayout) -> Option<usize> {
-    let off = bump(
-        seg.next_word(),
-        layout.total_size as u64,
-        layout.align as u64,
-        seg.len() as u64,
-    )?;
-    // `bump` keeps off + total_size <= seg.len(), so this fits usize; a
-    // scribbled bump pointer must not hand out the segment header itself.
-    usize::try_from(off)
-        .ok()
-        .filter(|&o| o >= SEGMENT_HEADER_SIZE)
-}

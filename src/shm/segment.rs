@@ -36,7 +36,7 @@ pub(crate) const SEGMENT_HEADER_SIZE: usize = HEADER_SIZE;
 ///
 /// Serialising one that names a memfd of this process while a spawn encodes
 /// its arguments hands the spawned child that descriptor (see
-/// [`Process::spawn`](crate::Process::spawn)).
+/// [`Process::spawn`](crate::Process::spawn) and `collect_memfds`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[non_exhaustive]
 pub enum SegmentRef {
@@ -87,7 +87,7 @@ impl Serialize for SegmentRef {
         }
         let wire = match self {
             SegmentRef::Memfd { pid, fd, dev, ino } => {
-                crate::process::spawn::note_memfd(*fd, *dev, *ino);
+                note_memfd(*fd, *dev, *ino);
                 Wire::Memfd {
                     pid: *pid,
                     fd: *fd,
@@ -103,6 +103,45 @@ impl Serialize for SegmentRef {
         };
         wire.serialize(s)
     }
+}
+
+thread_local! {
+    /// The memfds named by the `SegmentRef`s serialised on this thread
+    /// inside [`collect_memfds`].
+    static COLLECT: RefCell<Option<Vec<(RawFd, u64, u64)>>> = const { RefCell::new(None) };
+}
+
+/// A memfd of this process named by a `SegmentRef` being serialised.
+fn note_memfd(fd: RawFd, dev: u64, ino: u64) {
+    let _ = COLLECT.try_with(|c| {
+        if let Some(v) = c.borrow_mut().as_mut() {
+            v.push((fd, dev, ino));
+        }
+    });
+}
+
+/// Runs `encode` and returns what it returned, with every memfd of this
+/// process (descriptor number, device, inode) that a `SegmentRef` serialised
+/// on this thread meanwhile names: what a spawned child must inherit to
+/// attach the objects in the encoding.
+pub(crate) fn collect_memfds<R>(encode: impl FnOnce() -> R) -> (R, Vec<(RawFd, u64, u64)>) {
+    /// Ends the collection however `encode` ends.
+    struct Collecting;
+    impl Drop for Collecting {
+        fn drop(&mut self) {
+            let _ = COLLECT.try_with(|c| c.borrow_mut().take());
+        }
+    }
+    let _ = COLLECT.try_with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let collecting = Collecting;
+    let r = encode();
+    let noted = COLLECT
+        .try_with(|c| c.borrow_mut().take())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    drop(collecting);
+    (r, noted)
 }
 
 /// What backs a segment.

@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::{Error, Result};
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::algo::barrier::{MAX_PARTIES, RawBarrier};
@@ -201,12 +204,34 @@ impl Barrier {
             // BarrierState; nobody else can see it before `publish`.
             unsafe { p.cast::<BarrierState>().write(state) }
         })?;
-        Ok(Self::from_placed(obj))
+        Ok(Self::over(obj))
     }
 
-    attach_api!("Barrier", ObjectKind::Barrier, Some(1), BarrierState);
+        /// Opens the `Barrier` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
 
-    fn from_placed(obj: Placed) -> Self {
+    /// Attaches to the `Barrier` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
         // SAFETY: BarrierState holds `parties` as its second u32.
         let parties = unsafe { word(&obj, 1) }.load(Ordering::Relaxed);
         // A scribbled 0 would make every waiter a leader of its own round;
@@ -215,10 +240,6 @@ impl Barrier {
             obj,
             parties: parties.clamp(1, MAX_PARTIES),
         }
-    }
-
-    fn placed(&self) -> &Placed {
-        &self.obj
     }
 
     /// Bytes a `Barrier` takes in a segment.
@@ -399,4 +420,36 @@ unsafe fn word(obj: &Placed, index: usize) -> &AtomicU32 {
     // lives, which `obj` guarantees for the returned lifetime; after publish
     // every process accesses these words only atomically.
     unsafe { AtomicU32::from_ptr(obj.data().cast::<u32>().add(index)) }
+}
+
+// SAFETY: a `BarrierState` (two `u32`s, used only atomically) at the data offset of
+// a `Barrier` header of its fingerprint, which is all the handle touches.
+unsafe impl SharedObject for Barrier {
+    const KIND: ObjectKind = ObjectKind::Barrier;
+
+    fn expect() -> Expect {
+        Expect::of::<BarrierState>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl Serialize for Barrier {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de> Deserialize<'de> for Barrier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
+    }
 }

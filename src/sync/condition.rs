@@ -5,13 +5,17 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::Result;
-use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
-use crate::sync::mutex::{LockResult, MutexGuard, OwnerDied};
+use crate::sync::mutex::MutexGuard;
+use crate::sync::poison::{LockResult, OwnerDied};
 use crate::algo::condvar::{ALL, RawCondvar};
 use crate::sys::futex::Futex;
 
@@ -103,17 +107,35 @@ impl Condition {
 
     fn make(place: Place<'_>) -> Result<Self> {
         let layout = ObjectLayout::new::<CondState>(ObjectKind::Condition, 1)?;
-        Ok(Self::from_placed(place.make(layout, |_| {})?))
+        Ok(Self::over(place.make(layout, |_| {})?))
     }
 
-    attach_api!("Condition", ObjectKind::Condition, Some(1), CondState);
+        /// Opens the `Condition` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
 
-    fn from_placed(obj: Placed) -> Self {
+    /// Attaches to the `Condition` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
         Condition { obj }
-    }
-
-    fn placed(&self) -> &Placed {
-        &self.obj
     }
 
     /// Releases `guard`'s mutex, sleeps until notified (or spuriously), and
@@ -228,5 +250,37 @@ impl Condition {
     /// Wakes every waiter (no system call if none).
     pub fn notify_all(&self) {
         RawCondvar::notify(self.obj.state_u32(0), self.obj.state_u32(1), &Futex, ALL);
+    }
+}
+
+// SAFETY: a `CondState` (two `u32`s, used only atomically) at the data offset of a
+// `Condition` header of its fingerprint, which is all the handle touches.
+unsafe impl SharedObject for Condition {
+    const KIND: ObjectKind = ObjectKind::Condition;
+
+    fn expect() -> Expect {
+        Expect::of::<CondState>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl Serialize for Condition {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
     }
 }

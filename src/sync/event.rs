@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::Result;
 use crate::loom::atomic::AtomicU32;
-use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::algo::event::RawEvent;
@@ -125,14 +128,32 @@ impl Event {
         Ok(Event { obj })
     }
 
-    attach_api!("Event", ObjectKind::Event, Some(1), EventState);
-
-    fn from_placed(obj: Placed) -> Self {
-        Event { obj }
+        /// Opens the `Event` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
     }
 
-    fn placed(&self) -> &Placed {
-        &self.obj
+    /// Attaches to the `Event` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
+        Event { obj }
     }
 
     /// Bytes an `Event` takes in a segment.
@@ -246,5 +267,37 @@ impl Event {
     #[inline]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         RawEvent::wait(self.word(), &Futex, deadline(timeout))
+    }
+}
+
+// SAFETY: an `EventState` (one `u32`, used only atomically) at the data offset of
+// an `Event` header of its fingerprint, which is all the handle touches.
+unsafe impl SharedObject for Event {
+    const KIND: ObjectKind = ObjectKind::Event;
+
+    fn expect() -> Expect {
+        Expect::of::<EventState>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
     }
 }

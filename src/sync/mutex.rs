@@ -1,185 +1,23 @@
-//! `Mutex<T>` and `Lock`: process-shared locks that survive a dead holder,
-//! and the `OwnerDied` error family shared with `Value`, `Array` and `RLock`.
+//! `Mutex<T>` and `Lock`: process-shared locks that survive a dead holder.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::algo::robust::RobustLock;
 use crate::error::Result;
-use crate::loom::atomic::AtomicU64;
-use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
-use crate::algo::wait::deadline;
-use crate::shm::object::Place;
-use crate::sys::thread::{self as owner, ProcLiveness};
-use crate::sys::futex::Futex;
-use crate::algo::robust::{Locked, RobustLock, TimedOut};
-
-/// The lock was acquired, but its previous holder died while holding it (a
-/// process killed, a thread that exited): the data it protects may be
-/// half-updated. Like std's `PoisonError`, it carries the guard.
-///
-/// Take the guard with [`into_inner`](Self::into_inner), repair the data,
-/// and call the guard's `mark_consistent`; until someone does, every lock of
-/// this lock reports `OwnerDied` again.
-pub struct OwnerDied<G> {
-    guard: G,
-}
-
-impl<G> OwnerDied<G> {
-    pub(crate) fn new(guard: G) -> Self {
-        OwnerDied { guard }
-    }
-
-    /// The guard: the lock is held.
-    pub fn into_inner(self) -> G {
-        self.guard
-    }
-
-    /// A reference to the guard.
-    pub fn get_ref(&self) -> &G {
-        &self.guard
-    }
-
-    /// A mutable reference to the guard.
-    pub fn get_mut(&mut self) -> &mut G {
-        &mut self.guard
-    }
-}
-
-impl<G> fmt::Debug for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OwnerDied").finish_non_exhaustive()
-    }
-}
-
-impl<G> fmt::Display for OwnerDied<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a previous holder of the lock died while holding it; the data may need repair")
-    }
-}
-
-impl<G> std::error::Error for OwnerDied<G> {}
-
-/// The calling thread does not hold the lock it tried to release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("release of a lock not held by this thread")]
-pub struct NotOwner;
-
-/// Why a non-blocking or timed lock did not simply succeed.
-pub enum TryLockError<G> {
-    /// Acquired, from a holder that died: see [`OwnerDied`].
-    OwnerDied(OwnerDied<G>),
-    /// Not acquired: held by a live owner (for `try_lock`), or still held
-    /// when the timeout ran out (for `lock_timeout`).
-    WouldBlock,
-}
-
-impl<G> fmt::Debug for TryLockError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TryLockError::OwnerDied(e) => fmt::Debug::fmt(e, f),
-            TryLockError::WouldBlock => f.write_str("WouldBlock"),
-        }
-    }
-}
-
-impl<G> fmt::Display for TryLockError<G> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TryLockError::OwnerDied(e) => fmt::Display::fmt(e, f),
-            TryLockError::WouldBlock => f.write_str("the lock is held elsewhere"),
-        }
-    }
-}
-
-impl<G> std::error::Error for TryLockError<G> {}
-
-impl<G> From<OwnerDied<G>> for TryLockError<G> {
-    fn from(e: OwnerDied<G>) -> Self {
-        TryLockError::OwnerDied(e)
-    }
-}
-
-/// Python-style `acquire`: keeps the lock held past the guard (it is released
-/// by an explicit `release`), reporting only whether its holder had died.
-pub(crate) fn keep_held<G>(r: LockResult<G>) -> std::result::Result<(), OwnerDied<()>> {
-    match r {
-        Ok(g) => {
-            std::mem::forget(g);
-            Ok(())
-        }
-        Err(died) => {
-            std::mem::forget(died.into_inner());
-            Err(OwnerDied::new(()))
-        }
-    }
-}
-
-/// Result of a blocking lock: the guard, or the guard inside [`OwnerDied`].
-pub type LockResult<G> = std::result::Result<G, OwnerDied<G>>;
-/// Result of `try_lock` / `lock_timeout`.
-pub type TryLockResult<G> = std::result::Result<G, TryLockError<G>>;
-
-/// The robust lock operations with this crate's futex and `/proc` liveness:
-/// what every lock-protected object uses.
-pub(crate) mod word {
-    use super::*;
-
-    /// Blocks until held (or `deadline`).
-    #[inline]
-    pub(crate) fn lock(word: &AtomicU64, deadline: Option<Instant>) -> Result<Locked, TimedOut> {
-        RobustLock::lock(word, owner::current(), &Futex, &ProcLiveness, deadline)
-    }
-
-    /// Never blocks.
-    #[inline]
-    pub(crate) fn try_lock(word: &AtomicU64) -> Option<Locked> {
-        RobustLock::try_lock(word, owner::current())
-    }
-
-    /// Wraps an acquisition outcome into the lock-result shape.
-    #[inline]
-    pub(crate) fn result<G>(how: Locked, guard: G) -> LockResult<G> {
-        match how {
-            Locked::Clean => Ok(guard),
-            Locked::OwnerDied => Err(OwnerDied::new(guard)),
-        }
-    }
-
-    /// As [`result`], for a try/timed acquisition.
-    #[inline]
-    pub(crate) fn try_result<G>(
-        how: Option<Locked>,
-        guard: impl FnOnce() -> G,
-    ) -> TryLockResult<G> {
-        match how {
-            None => Err(TryLockError::WouldBlock),
-            Some(how) => result(how, guard()).map_err(TryLockError::OwnerDied),
-        }
-    }
-
-    /// `lock` with a timeout, in the try-result shape.
-    #[inline]
-    pub(crate) fn lock_timeout(word: &AtomicU64, timeout: Duration) -> Option<Locked> {
-        lock(word, deadline(timeout)).ok()
-    }
-
-    /// Releases the lock.
-    ///
-    /// # Safety
-    ///
-    /// The calling thread holds it.
-    #[inline]
-    pub(crate) unsafe fn unlock(word: &AtomicU64) {
-        // SAFETY: forwarded; `current()` is this thread.
-        unsafe { RobustLock::unlock(word, owner::current(), &Futex) }
-    }
-}
+use crate::shm::object::{Place, Placed, SharedObject};
+use crate::sync::lock_word::{self, Held};
+use crate::sync::poison::{
+    LockResult, NotOwner, OwnerDied, TryLockResult, keep_held, map_lock, map_try_lock,
+};
 
 /// A process-shared mutual-exclusion lock guarding one `T` in shared memory:
 /// Python's `multiprocessing.Lock` with data, and the robust counterpart of
@@ -217,7 +55,7 @@ pub(crate) mod word {
 /// # }
 /// ```
 pub struct Mutex<T> {
-    obj: Placed,
+    pub(crate) obj: Placed,
     _t: PhantomData<T>,
 }
 
@@ -283,26 +121,51 @@ impl<T: Pod> Mutex<T> {
     }
 
     fn make(place: Place<'_>, value: T) -> Result<Self> {
-        let layout = ObjectLayout::new::<T>(ObjectKind::Mutex, 1)?;
+        Self::place(place, ObjectKind::Mutex, value)
+    }
+
+    /// Places a lock word and `value` as an object of `kind` (`Mutex`, or
+    /// `Value`, which is a `Mutex` with conveniences).
+    pub(crate) fn place(place: Place<'_>, kind: ObjectKind, value: T) -> Result<Self> {
+        let layout = ObjectLayout::new::<T>(kind, 1)?;
         let obj = place.make(layout, |p| {
             // SAFETY: aligned and valid for one T; nobody sees it before
             // `publish`. The lock word was zeroed (unlocked) by placement.
             unsafe { p.cast::<T>().write(value) }
         })?;
-        Ok(Self::from_placed(obj))
+        Ok(Self::over(obj))
     }
 
-    attach_api!("Mutex<T>", ObjectKind::Mutex, Some(1), T);
-
-    fn from_placed(obj: Placed) -> Self {
+    /// The mutex over a validated object of kind `Mutex` or `Value`.
+    pub(crate) fn over(obj: Placed) -> Self {
         Mutex {
             obj,
             _t: PhantomData,
         }
     }
 
-    fn placed(&self) -> &Placed {
-        &self.obj
+    /// Opens the `Mutex<T>` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
+
+    /// Attaches to the `Mutex<T>` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
     }
 
     /// Bytes a `Mutex<T>` takes in a segment.
@@ -323,9 +186,7 @@ impl<T: Pod> Mutex<T> {
     /// the lock and nobody has marked it consistent since.
     #[inline]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        // No deadline: `lock` only returns once the lock is held.
-        let how = word::lock(self.obj.lock_word(), None).unwrap_or(Locked::Clean);
-        word::result(how, self.guard())
+        map_lock(Held::lock(self.obj.lock_word()), |held| self.guard(held))
     }
 
     /// Takes the lock if it is free, without blocking. A lock whose holder
@@ -334,22 +195,24 @@ impl<T: Pod> Mutex<T> {
     ///
     /// # Errors
     ///
-    /// [`TryLockError::WouldBlock`] if it is held, [`TryLockError::OwnerDied`]
+    /// [`TryLockError::WouldBlock`](crate::TryLockError::WouldBlock) if it is held, [`TryLockError::OwnerDied`](crate::TryLockError::OwnerDied)
     /// as for `lock`.
     #[inline]
     pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
-        word::try_result(word::try_lock(self.obj.lock_word()), || self.guard())
+        map_try_lock(Held::try_lock(self.obj.lock_word()), |held| {
+            self.guard(held)
+        })
     }
 
     /// Takes the lock, giving up after `timeout`.
     ///
     /// # Errors
     ///
-    /// [`TryLockError::WouldBlock`] if still held when the time is up,
-    /// [`TryLockError::OwnerDied`] as for `lock`.
+    /// [`TryLockError::WouldBlock`](crate::TryLockError::WouldBlock) if still held when the time is up,
+    /// [`TryLockError::OwnerDied`](crate::TryLockError::OwnerDied) as for `lock`.
     pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<MutexGuard<'_, T>> {
-        word::try_result(word::lock_timeout(self.obj.lock_word(), timeout), || {
-            self.guard()
+        map_try_lock(Held::lock_timeout(self.obj.lock_word(), timeout), |held| {
+            self.guard(held)
         })
     }
 
@@ -364,11 +227,13 @@ impl<T: Pod> Mutex<T> {
         RobustLock::owner(self.obj.lock_word()).is_some()
     }
 
-    fn guard(&self) -> MutexGuard<'_, T> {
-        MutexGuard {
-            mutex: self,
-            _not_send: PhantomData,
-        }
+    fn guard<'a>(&'a self, held: Held<'a>) -> MutexGuard<'a, T> {
+        MutexGuard { held, mutex: self }
+    }
+
+    /// Pointer to the value in this process's mapping.
+    pub fn as_ptr(&self) -> *mut T {
+        self.obj.data().cast()
     }
 }
 
@@ -392,12 +257,12 @@ impl Mutex<()> {
     /// [`NotOwner`] if this thread does not hold the lock.
     pub fn release(&self) -> std::result::Result<(), NotOwner> {
         let word = self.obj.lock_word();
-        if RobustLock::owner(word) != Some(owner::current()) {
+        if !lock_word::held_by_me(word) {
             return Err(NotOwner);
         }
         // SAFETY: this thread holds the lock (checked just above; only the
         // owner can change the owner field away from itself).
-        unsafe { word::unlock(word) };
+        unsafe { lock_word::unlock(word) };
         Ok(())
     }
 }
@@ -405,9 +270,10 @@ impl Mutex<()> {
 /// A held [`Mutex`]: derefs to the value, unlocks on drop.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: Pod> {
+    /// Unlocks on drop; keeps the guard on this thread (the lock word names
+    /// it as the owner).
+    held: Held<'a>,
     mutex: &'a Mutex<T>,
-    // The owner recorded in the lock is this thread: the guard stays here.
-    _not_send: PhantomData<*const ()>,
 }
 
 // SAFETY: a shared guard only hands out `&T`.
@@ -417,16 +283,13 @@ impl<'a, T: Pod> MutexGuard<'a, T> {
     /// Declares the data repaired after an [`OwnerDied`]: later lockers no
     /// longer get `OwnerDied` (unless another holder dies).
     pub fn mark_consistent(&mut self) {
-        // SAFETY: the guard exists only while this thread holds the lock.
-        unsafe { RobustLock::mark_consistent(self.mutex.obj.lock_word()) }
+        self.held.mark_consistent();
     }
 
     /// Unlocks, runs `f`, and locks again: the heart of a condition wait.
     pub(crate) fn unlocked<R>(self, f: impl FnOnce() -> R) -> (R, LockResult<MutexGuard<'a, T>>) {
         let mutex = self.mutex;
-        std::mem::forget(self);
-        // SAFETY: the guard we just consumed proves this thread held the lock.
-        unsafe { word::unlock(mutex.obj.lock_word()) };
+        drop(self);
         let r = f();
         (r, mutex.lock())
     }
@@ -438,7 +301,7 @@ impl<T: Pod> Deref for MutexGuard<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: we hold the lock: no cooperating writer; the value is
         // aligned and valid while the mapping lives.
-        unsafe { &*self.mutex.obj.data().cast::<T>() }
+        unsafe { &*self.mutex.as_ptr() }
     }
 }
 
@@ -446,20 +309,44 @@ impl<T: Pod> DerefMut for MutexGuard<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: we hold the lock: nobody else reads or writes the value.
-        unsafe { &mut *self.mutex.obj.data().cast::<T>() }
-    }
-}
-
-impl<T: Pod> Drop for MutexGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        // SAFETY: a guard exists only while this thread holds the lock.
-        unsafe { word::unlock(self.mutex.obj.lock_word()) }
+        unsafe { &mut *self.mutex.as_ptr() }
     }
 }
 
 impl<T: Pod + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+// SAFETY: a lock word and one `T` at the data offset of a `Mutex` header
+// of `T`'s fingerprint, which is all the handle reads and writes.
+unsafe impl<T: Pod> SharedObject for Mutex<T> {
+    const KIND: ObjectKind = ObjectKind::Mutex;
+
+    fn expect() -> Expect {
+        Expect::of::<T>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl<T: Pod> Serialize for Mutex<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de, T: Pod> Deserialize<'de> for Mutex<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
     }
 }

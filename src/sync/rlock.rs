@@ -5,15 +5,17 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::Result;
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::shm::object::Place;
-use crate::sync::mutex::{
-    LockResult, NotOwner, OwnerDied, TryLockError, TryLockResult, keep_held, word,
-};
+use crate::sync::lock_word;
+use crate::sync::poison::{LockResult, NotOwner, OwnerDied, TryLockError, TryLockResult, keep_held};
 use crate::sys::thread as owner;
 use crate::algo::robust::{Locked, RobustLock};
 
@@ -96,17 +98,35 @@ impl RLock {
     fn make(place: Place<'_>) -> Result<Self> {
         let layout = ObjectLayout::new::<RLockState>(ObjectKind::RLock, 1)?;
         // Placement zeroes the state: unlocked, count 0.
-        Ok(Self::from_placed(place.make(layout, |_| {})?))
+        Ok(Self::over(place.make(layout, |_| {})?))
     }
 
-    attach_api!("RLock", ObjectKind::RLock, Some(1), RLockState);
+        /// Opens the `RLock` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
 
-    fn from_placed(obj: Placed) -> Self {
+    /// Attaches to the `RLock` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
         RLock { obj }
-    }
-
-    fn placed(&self) -> &Placed {
-        &self.obj
     }
 
     fn count_word(&self) -> &AtomicU32 {
@@ -126,7 +146,7 @@ impl RLock {
         // garbage, otherwise). Only the owner writes the count; Relaxed
         // suffices (the lock word's Acquire/Release order it between owners).
         self.count_word().store(1, Ordering::Relaxed);
-        word::result(how, self.guard())
+        lock_word::result(how, self.guard())
     }
 
     /// The re-entry fast path: this thread already holds the lock.
@@ -153,7 +173,7 @@ impl RLock {
             return Ok(g);
         }
         // No deadline: only returns once the lock is held.
-        let how = word::lock(self.obj.lock_word(), None).unwrap_or(Locked::Clean);
+        let how = lock_word::lock(self.obj.lock_word(), None).unwrap_or(Locked::Clean);
         self.enter(how)
     }
 
@@ -167,7 +187,7 @@ impl RLock {
         if let Some(g) = self.reenter() {
             return Ok(g);
         }
-        match word::try_lock(self.obj.lock_word()) {
+        match lock_word::try_lock(self.obj.lock_word()) {
             None => Err(TryLockError::WouldBlock),
             Some(how) => self.enter(how).map_err(TryLockError::OwnerDied),
         }
@@ -182,7 +202,7 @@ impl RLock {
         if let Some(g) = self.reenter() {
             return Ok(g);
         }
-        match word::lock_timeout(self.obj.lock_word(), timeout) {
+        match lock_word::lock_timeout(self.obj.lock_word(), timeout) {
             None => Err(TryLockError::WouldBlock),
             Some(how) => self.enter(how).map_err(TryLockError::OwnerDied),
         }
@@ -227,7 +247,7 @@ impl RLock {
         count.store(left, Ordering::Relaxed);
         if left == 0 {
             // SAFETY: this thread holds the lock (checked above).
-            unsafe { word::unlock(self.obj.lock_word()) }
+            unsafe { lock_word::unlock(self.obj.lock_word()) }
         }
     }
 
@@ -278,5 +298,37 @@ impl Drop for RLockGuard<'_> {
 impl fmt::Debug for RLockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLockGuard").finish_non_exhaustive()
+    }
+}
+
+// SAFETY: an `RLockState` (lock word and count, used only atomically) at the data
+// offset of an `RLock` header of its fingerprint: all the handle touches.
+unsafe impl SharedObject for RLock {
+    const KIND: ObjectKind = ObjectKind::RLock;
+
+    fn expect() -> Expect {
+        Expect::of::<RLockState>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl Serialize for RLock {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de> Deserialize<'de> for RLock {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
     }
 }

@@ -12,11 +12,14 @@ use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::Result;
 use crate::loom::atomic::{AtomicU32, Ordering};
-use crate::shm::header::{ObjectKind, ObjectLayout};
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, attach_api};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::object::{Placed, SharedObject};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sys::futex::Futex;
@@ -182,14 +185,32 @@ impl Semaphore {
         Ok(Semaphore { obj })
     }
 
-    attach_api!("Semaphore", ObjectKind::Semaphore, Some(1), SemState);
-
-    fn from_placed(obj: Placed) -> Self {
-        Semaphore { obj }
+        /// Opens the `Semaphore` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
     }
 
-    fn placed(&self) -> &Placed {
-        &self.obj
+    /// Attaches to the `Semaphore` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
+        Semaphore { obj }
     }
 
     /// Bytes a `Semaphore` takes in a segment.
@@ -487,24 +508,37 @@ impl BoundedSemaphore {
             // BoundedSemState; nobody else can see it before `publish`.
             unsafe { p.cast::<BoundedSemState>().write(state) }
         })?;
-        Ok(Self::from_placed(obj))
+        Ok(Self::over(obj))
     }
 
-    attach_api!(
-        "BoundedSemaphore",
-        ObjectKind::Semaphore,
-        Some(1),
-        BoundedSemState
-    );
+        /// Opens the `BoundedSemaphore` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
 
-    fn from_placed(obj: Placed) -> Self {
+    /// Attaches to the `BoundedSemaphore` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    fn over(obj: Placed) -> Self {
         // SAFETY: BoundedSemState holds `max` at MAX.
         let max = unsafe { word(&obj, MAX) }.load(Ordering::Relaxed);
         BoundedSemaphore { obj, max }
-    }
-
-    fn placed(&self) -> &Placed {
-        &self.obj
     }
 
     /// Bytes a `BoundedSemaphore` takes in a segment.
@@ -775,5 +809,69 @@ impl Drop for SemaphoreGuard<'_> {
         // A refused release (a bounded semaphore someone over-released) is
         // dropped: `Drop` must not fail.
         let _ = RawSemaphore::release(self.count, self.waiters, &Futex, 1, self.max);
+    }
+}
+
+// SAFETY: a `SemState` (two `u32`s, used only atomically) at the data offset of a
+// `Semaphore` header of its fingerprint, which is all the handle touches.
+unsafe impl SharedObject for Semaphore {
+    const KIND: ObjectKind = ObjectKind::Semaphore;
+
+    fn expect() -> Expect {
+        Expect::of::<SemState>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl Serialize for Semaphore {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de> Deserialize<'de> for Semaphore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
+    }
+}
+
+// SAFETY: a `BoundedSemState` (three `u32`s, used only atomically) at the data
+// offset of a `Semaphore` header of its fingerprint: all the handle touches.
+unsafe impl SharedObject for BoundedSemaphore {
+    const KIND: ObjectKind = ObjectKind::Semaphore;
+
+    fn expect() -> Expect {
+        Expect::of::<BoundedSemState>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl Serialize for BoundedSemaphore {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de> Deserialize<'de> for BoundedSemaphore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
     }
 }
