@@ -361,7 +361,7 @@ fn lock_uncontended(c: &mut Criterion) {
         b.iter(|| *black_box(&m).lock().unwrap() += 1);
     });
 
-    let l = Lock::new(()).expect("Lock::new");
+    let l = Lock::new().expect("Lock::new");
     {
         let guard = l.lock().unwrap();
         assert!(l.try_lock().is_err(), "Lock not held while locked");
@@ -584,7 +584,7 @@ impl PingPong for EventPair {
         for _ in 0..rounds {
             m.before_signal();
             self.e1.set();
-            if !self.e2.wait_timeout(DEADLINE) {
+            if self.e2.wait_timeout(DEADLINE).is_err() {
                 return false;
             }
             m.after_wake();
@@ -595,7 +595,7 @@ impl PingPong for EventPair {
 
     fn side_b(&self, rounds: u64, m: &impl Marks) -> bool {
         for _ in 0..rounds {
-            if !self.e1.wait_timeout(DEADLINE) {
+            if self.e1.wait_timeout(DEADLINE).is_err() {
                 return false;
             }
             m.after_wake();
@@ -627,8 +627,8 @@ impl PingPong for SemaphorePair {
     fn side_a(&self, rounds: u64, m: &impl Marks) -> bool {
         for _ in 0..rounds {
             m.before_signal();
-            self.s1.release();
-            if !self.s2.acquire_timeout(DEADLINE) {
+            self.s1.release().unwrap();
+            if self.s2.acquire_timeout(DEADLINE).is_err() {
                 return false;
             }
             m.after_wake();
@@ -638,12 +638,12 @@ impl PingPong for SemaphorePair {
 
     fn side_b(&self, rounds: u64, m: &impl Marks) -> bool {
         for _ in 0..rounds {
-            if !self.s1.acquire_timeout(DEADLINE) {
+            if self.s1.acquire_timeout(DEADLINE).is_err() {
                 return false;
             }
             m.after_wake();
             m.before_signal();
-            self.s2.release();
+            self.s2.release().unwrap();
         }
         true
     }

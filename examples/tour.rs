@@ -136,7 +136,7 @@ fn main() -> multiproc::Result<()> {
         .collect();
     println!("  started daemon workers by fork: {}", names.join(", "));
     let mut polls = 0;
-    while !done.wait_timeout(Duration::from_millis(1))
+    while done.wait_timeout(Duration::from_millis(1)).is_err()
         && started.elapsed() < Duration::from_secs(60)
     {
         polls += 1;
@@ -241,7 +241,7 @@ fn main() -> multiproc::Result<()> {
     let (ping, pong) = (Event::new()?, Event::new()?);
     let kid = spawn_worker(|| {
         for _ in 0..R {
-            if !ping.wait_timeout(Duration::from_secs(60)) {
+            if ping.wait_timeout(Duration::from_secs(60)).is_err() {
                 return 4;
             }
             ping.clear();
@@ -253,7 +253,7 @@ fn main() -> multiproc::Result<()> {
     for _ in 0..R {
         ping.set();
         assert!(
-            pong.wait_timeout(Duration::from_secs(60)),
+            pong.wait_timeout(Duration::from_secs(60)).is_ok(),
             "ping-pong stalled"
         );
         pong.clear();

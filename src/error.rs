@@ -161,9 +161,72 @@ pub enum Error {
         /// What was wrong with it.
         reason: String,
     },
-    /// A blocking call reached its deadline.
+    /// A `*_timeout` call reached its deadline ([`TimedOut`], or a
+    /// `Timeout` variant of a per-operation error, converted).
     #[error("timed out")]
     Timeout,
+    /// A `try_*` call would have had to wait: a lock held elsewhere, no
+    /// permit left ([`WouldBlock`], converted).
+    #[error("the call would block")]
+    WouldBlock,
+    /// A non-blocking put found the queue full (Python's `queue.Full`).
+    #[error("the queue is full")]
+    Full,
+    /// A non-blocking get found the queue empty (Python's `queue.Empty`).
+    #[error("the queue is empty")]
+    Empty,
+    /// The queue, channel or pipe is closed (and, for a receiver, drained):
+    /// Python's `EOFError` on a pipe.
+    #[error("closed")]
+    Closed,
+    /// A message's encoding is larger than the maximum message size set at
+    /// creation; nothing was sent.
+    #[error("message of {size} bytes exceeds the maximum message size of {max} bytes")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The maximum message size.
+        max: usize,
+    },
+    /// A value's `Serialize` implementation failed; nothing was sent.
+    #[error("cannot encode the message: {reason}")]
+    Encode {
+        /// What the encoder said.
+        reason: String,
+    },
+    /// A received message is not a valid encoding of the expected type.
+    #[error("cannot decode a message of {len} bytes: {reason}")]
+    Decode {
+        /// The message's length in bytes.
+        len: usize,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A lock's previous holder died holding it ([`OwnerDied`](crate::OwnerDied),
+    /// converted: the guard it carried is dropped, so the lock is free again).
+    #[error("a previous holder of the lock died while holding it")]
+    OwnerDied,
+    /// A release of a lock by a thread that does not hold it
+    /// ([`NotOwner`](crate::NotOwner), converted).
+    #[error("release of a lock not held by this thread")]
+    NotOwner,
+    /// A semaphore released above its bound
+    /// ([`OverRelease`](crate::OverRelease), converted).
+    #[error("semaphore released too many times: its value may not exceed {max}")]
+    OverRelease {
+        /// The bound.
+        max: u32,
+    },
+    /// A barrier wait failed because the barrier is broken
+    /// ([`BrokenBarrier`](crate::BrokenBarrier), converted): Python's
+    /// `BrokenBarrierError`.
+    #[error("the barrier is broken")]
+    BrokenBarrier,
+    /// `task_done` was called more times than items were put
+    /// ([`TaskDoneError`](crate::TaskDoneError), converted): Python's
+    /// `ValueError`.
+    #[error("task_done() called more times than there were items")]
+    TaskDone,
     /// A [`Process`](crate::Process) call its state does not allow: starting
     /// twice, joining or signalling a process never started, a daemon
     /// starting a non-daemon child, or a spawned child starting processes
@@ -205,5 +268,29 @@ impl Error {
             op,
             source: source.into(),
         }
+    }
+}
+
+/// A `try_*` call that would have had to wait: a lock held elsewhere, no
+/// semaphore permit left. Converts into [`Error::WouldBlock`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("the call would block")]
+pub struct WouldBlock;
+
+/// A `*_timeout` call whose deadline passed first. Converts into
+/// [`Error::Timeout`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("timed out")]
+pub struct TimedOut;
+
+impl From<WouldBlock> for Error {
+    fn from(_: WouldBlock) -> Self {
+        Error::WouldBlock
+    }
+}
+
+impl From<TimedOut> for Error {
+    fn from(_: TimedOut) -> Self {
+        Error::Timeout
     }
 }

@@ -102,7 +102,7 @@ not_under_loom! {
     mod sync;
     mod sys;
 
-    pub use error::{Error, Result};
+    pub use error::{Error, Result, TimedOut, WouldBlock};
     pub use process::{
         ParentProcess, Process, ProcessInfo, StartMethod, active_children,
         current::{current_process, parent_process},
@@ -126,11 +126,15 @@ not_under_loom! {
     pub use sync::{
         array::{Array, ArrayGuard},
         value::{Value, ValueGuard},
-        barrier::{Barrier, BarrierWaitResult, BrokenBarrier},
+        barrier::{Barrier, BarrierTimeoutError, BarrierWaitResult, BrokenBarrier},
         condition::{Condition, WaitTimeoutResult},
         event::Event,
-        mutex::{Lock, Mutex, MutexGuard},
-        poison::{LockResult, NotOwner, OwnerDied, TryLockError, TryLockResult},
+        lock::Lock,
+        mutex::{Mutex, MutexGuard},
+        poison::{
+            LockResult, LockTimeoutError, LockTimeoutResult, NotOwner, OwnerDied, TryLockError,
+            TryLockResult,
+        },
         rlock::{RLock, RLockGuard},
         semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard},
     };

@@ -201,8 +201,8 @@ impl Entry for Everything {
         }
         self.mutex.lock().unwrap()[1] = 11;
         self.cond.notify_all();
-        self.sem.release();
-        if !self.bsem.try_acquire() {
+        self.sem.release().map_err(|_| e("Semaphore::release"))?;
+        if self.bsem.try_acquire().is_err() {
             return Err(e("BoundedSemaphore::try_acquire"));
         }
         self.event.set();
@@ -607,7 +607,7 @@ fn every_shared_object_under_both_methods() {
             atomic: AtomicValue::new(10).unwrap(),
             mutex: Mutex::new([0, 0]).unwrap(),
             cond: Condition::new().unwrap(),
-            lock: Lock::new(()).unwrap(),
+            lock: Lock::new().unwrap(),
             rlock: RLock::new().unwrap(),
             sem: Semaphore::new(0).unwrap(),
             bsem: BoundedSemaphore::new(1).unwrap(),
@@ -652,8 +652,11 @@ fn every_shared_object_under_both_methods() {
             .unwrap();
         assert!(!timed_out.timed_out(), "{method:?} condition");
         drop(g);
-        assert!(sem.acquire_timeout(DEADLINE), "{method:?} semaphore");
-        assert!(event.wait_timeout(DEADLINE), "{method:?} event");
+        assert!(
+            sem.acquire_timeout(DEADLINE).is_ok(),
+            "{method:?} semaphore"
+        );
+        assert!(event.wait_timeout(DEADLINE).is_ok(), "{method:?} event");
         assert_eq!(queue.get_timeout(DEADLINE).ok(), Some(99), "{method:?}");
         assert_eq!(rx.pop_timeout(DEADLINE).ok(), Some(5), "{method:?}");
         parent_end.send("ping".into()).unwrap();
@@ -957,7 +960,7 @@ fn dropped_handle_detaches_then_reaps() {
     let go = Event::new().unwrap();
     let done = AtomicValue::new(0u32).unwrap();
     let mut p = Process::fork(|| {
-        if go.wait_timeout(DEADLINE) {
+        if go.wait_timeout(DEADLINE).is_ok() {
             done.store(1, SeqCst);
         }
     });

@@ -57,7 +57,7 @@ fn mpmc_producer_and_consumer_killed_mid_stream() {
                 if stop_after == Some(took.load(SeqCst)) {
                     // Parked for good: the test kills us here.
                     parked.set();
-                    never.wait_timeout(DEADLINE);
+                    never.wait_timeout(DEADLINE).unwrap();
                     return 9;
                 }
                 match q.get_timeout(DEADLINE) {
@@ -90,7 +90,7 @@ fn mpmc_producer_and_consumer_killed_mid_stream() {
                 for i in 0..PER {
                     if p == 0 && i == HALF {
                         parked.set();
-                        never.wait_timeout(DEADLINE);
+                        never.wait_timeout(DEADLINE).unwrap();
                         return 9;
                     }
                     if q.put_timeout(item(p, i), DEADLINE).is_err() {
@@ -105,10 +105,16 @@ fn mpmc_producer_and_consumer_killed_mid_stream() {
     let mut producers = producers.into_iter();
     let victim_producer = producers.next().unwrap();
 
-    assert!(parked[0].wait_timeout(DEADLINE), "producer 0 never parked");
+    assert!(
+        parked[0].wait_timeout(DEADLINE).is_ok(),
+        "producer 0 never parked"
+    );
     victim_producer.signal(libc::SIGKILL);
     assert_eq!(victim_producer.join(), -libc::SIGKILL);
-    assert!(parked[1].wait_timeout(DEADLINE), "consumer 0 never parked");
+    assert!(
+        parked[1].wait_timeout(DEADLINE).is_ok(),
+        "consumer 0 never parked"
+    );
     victim_consumer.signal(libc::SIGKILL);
     assert_eq!(victim_consumer.join(), -libc::SIGKILL);
 
@@ -150,7 +156,7 @@ fn joinable_consumer_killed_before_task_done() {
         })
     };
     q.put("first".into()).unwrap();
-    assert!(got_one.wait_timeout(DEADLINE));
+    assert!(got_one.wait_timeout(DEADLINE).is_ok());
     victim.signal(libc::SIGKILL);
     assert_eq!(victim.join(), -libc::SIGKILL);
 
@@ -211,7 +217,7 @@ fn spsc_producer_killed_mid_stream() {
             Err(e) => panic!("after {next} items: {e:?}"),
         }
     }
-    assert!(parked.wait_timeout(DEADLINE));
+    assert!(parked.wait_timeout(DEADLINE).is_ok());
     victim.signal(libc::SIGKILL);
     assert_eq!(victim.join(), -libc::SIGKILL);
     assert_eq!(

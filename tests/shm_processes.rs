@@ -254,7 +254,7 @@ fn lock_timeout_across_processes() {
     let t = Instant::now();
     assert!(matches!(
         v.lock_timeout(Duration::from_millis(100)),
-        Err(multiproc::TryLockError::WouldBlock)
+        Err(multiproc::LockTimeoutError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     release.store(1, SeqCst);

@@ -38,7 +38,7 @@ fn wait_until(flag: &AtomicValue<u32>, want: u32) {
 #[test]
 fn lock_four_processes_exact_total() {
     const N: u64 = 100_000;
-    let lock = Lock::new(()).unwrap();
+    let lock = Lock::new().unwrap();
     let counter = RawValue::new(0u64).unwrap();
     fork_all(4, |_| {
         for _ in 0..N {
@@ -99,9 +99,11 @@ fn mutex_holder_killed_next_locker_recovers() {
     kid.signal(libc::SIGKILL);
     // Not reaped yet: the holder is a zombie, which counts as dead.
     let mut g = match m.lock_timeout(SOON) {
-        Err(TryLockError::OwnerDied(died)) => died.into_inner(),
+        Err(multiproc::LockTimeoutError::OwnerDied(died)) => died.into_inner(),
         Ok(_) => panic!("a dead holder's lock was handed over clean"),
-        Err(TryLockError::WouldBlock) => panic!("dead holder not detected within {SOON:?}"),
+        Err(multiproc::LockTimeoutError::Timeout) => {
+            panic!("dead holder not detected within {SOON:?}")
+        }
     };
     assert_eq!(*g, [1, 0], "the torn update is visible");
     g[1] = g[0];
@@ -116,7 +118,7 @@ fn mutex_holder_killed_next_locker_recovers() {
 /// is killed is handed the lock with `OwnerDied`. Prints how long that took.
 #[test]
 fn sleeping_waiter_recovers_after_holder_killed() {
-    let lock = Lock::new(()).unwrap();
+    let lock = Lock::new().unwrap();
     let holding = AtomicValue::new(0u32).unwrap();
     let waiting = AtomicValue::new(0u32).unwrap();
     let got_at = AtomicValue::new(0u64).unwrap();
@@ -127,12 +129,12 @@ fn sleeping_waiter_recovers_after_holder_killed() {
         let r = lock.lock_timeout(SOON);
         got_at.store(now_ns(), SeqCst);
         match r {
-            Err(TryLockError::OwnerDied(mut died)) => {
+            Err(multiproc::LockTimeoutError::OwnerDied(mut died)) => {
                 died.get_mut().mark_consistent();
                 0
             }
             Ok(_) => 1,
-            Err(TryLockError::WouldBlock) => 2,
+            Err(multiproc::LockTimeoutError::Timeout) => 2,
         }
     });
     wait_until(&waiting, 1);
@@ -154,7 +156,7 @@ fn sleeping_waiter_recovers_after_holder_killed() {
 /// Without `mark_consistent`, every locker hears of the death.
 #[test]
 fn unrepaired_death_is_reported_again() {
-    let lock = Lock::new(()).unwrap();
+    let lock = Lock::new().unwrap();
     let holding = AtomicValue::new(0u32).unwrap();
     let kid = hold_and_wait(&holding, || lock.acquire().unwrap());
     wait_until(&holding, 1);
@@ -163,7 +165,7 @@ fn unrepaired_death_is_reported_again() {
     for _ in 0..3 {
         assert!(matches!(
             lock.lock_timeout(SOON),
-            Err(TryLockError::OwnerDied(_))
+            Err(multiproc::LockTimeoutError::OwnerDied(_))
         ));
         assert!(lock.is_poisoned());
     }
@@ -209,7 +211,7 @@ fn thread_exit_while_holding() {
         .unwrap();
     assert!(matches!(
         m.lock_timeout(SOON),
-        Err(TryLockError::OwnerDied(_))
+        Err(multiproc::LockTimeoutError::OwnerDied(_))
     ));
 }
 
@@ -238,7 +240,7 @@ fn rlock_reentry_and_ownership() {
         let t = Instant::now();
         let timed_out = matches!(
             r.lock_timeout(Duration::from_millis(50)),
-            Err(TryLockError::WouldBlock)
+            Err(multiproc::LockTimeoutError::Timeout)
         );
         i32::from(!(busy && refused && timed_out && t.elapsed() >= Duration::from_millis(50)))
     });
@@ -287,7 +289,7 @@ fn rlock_holder_killed() {
     wait_until(&holding, 1);
     kid.signal(libc::SIGKILL);
     let mut g = match r.lock_timeout(SOON) {
-        Err(TryLockError::OwnerDied(died)) => died.into_inner(),
+        Err(multiproc::LockTimeoutError::OwnerDied(died)) => died.into_inner(),
         other => panic!("expected OwnerDied, got {:?}", other.map(|_| ())),
     };
     assert_eq!(r.count(), 1);
@@ -300,7 +302,7 @@ fn rlock_holder_killed() {
 /// `Lock::release` belongs to the holder; `acquire`/`release` pair up.
 #[test]
 fn lock_release_ownership() {
-    let lock = Lock::new(()).unwrap();
+    let lock = Lock::new().unwrap();
     assert_eq!(lock.release(), Err(NotOwner));
     lock.acquire().unwrap();
     let kid = fork(|| i32::from(lock.release() != Err(NotOwner)));
@@ -330,7 +332,7 @@ fn lock_timeout_waits_at_least_the_timeout() {
         let t = Instant::now();
         assert!(matches!(
             m.lock_timeout(Duration::from_millis(ms)),
-            Err(TryLockError::WouldBlock)
+            Err(multiproc::LockTimeoutError::Timeout)
         ));
         assert!(t.elapsed() >= Duration::from_millis(ms));
     }
@@ -375,7 +377,7 @@ fn role_use_locks() {
 /// dropped, release the lock someone else took meanwhile.
 #[test]
 fn stale_guard_does_not_release_anothers_lock() {
-    let lock = Lock::new(()).unwrap();
+    let lock = Lock::new().unwrap();
     let g = lock.lock().unwrap();
     assert_eq!(lock.release(), Ok(())); // Python-style release under a live guard
     let holding = AtomicValue::new(0u32).unwrap();
@@ -417,7 +419,7 @@ fn stale_guard_does_not_release_anothers_lock() {
 /// zombie), is still recognised as dead.
 #[test]
 fn zombie_holder_with_odd_name_is_recovered() {
-    let lock = Lock::new(()).unwrap();
+    let lock = Lock::new().unwrap();
     let holding = AtomicValue::new(0u32).unwrap();
     let kid = hold_and_wait(&holding, || {
         let name = b"\xff\xfe (odd) )\0";
@@ -430,7 +432,7 @@ fn zombie_holder_with_odd_name_is_recovered() {
     // The zombie is reaped only after the lock is recovered.
     assert!(matches!(
         lock.lock_timeout(SOON),
-        Err(TryLockError::OwnerDied(_))
+        Err(multiproc::LockTimeoutError::OwnerDied(_))
     ));
     assert_eq!(kid.join(), -libc::SIGKILL);
 }

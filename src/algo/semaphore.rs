@@ -114,7 +114,8 @@ impl RawSemaphore {
     /// # Errors
     ///
     /// `Err(current)` (nothing changed) if `count + n` would exceed `max`:
-    /// a bounded semaphore released more often than it was acquired.
+    /// a bounded semaphore released more often than it was acquired, or a
+    /// plain one (`max` = `u32::MAX`) about to overflow.
     #[inline]
     pub fn release<W: Waiter>(
         count: &AtomicU32,
@@ -123,39 +124,13 @@ impl RawSemaphore {
         n: u32,
         max: u32,
     ) -> Result<(), u32> {
-        Self::release_with(count, waiters, waiter, n, |c| {
-            c.checked_add(n).filter(|&v| v <= max)
-        })
-    }
-
-    /// Adds `n` permits, saturating at `u32::MAX`; wakes up to `n` sleepers
-    /// if any waiter announced itself.
-    #[inline]
-    pub fn release_saturating<W: Waiter>(
-        count: &AtomicU32,
-        waiters: &AtomicU32,
-        waiter: &W,
-        n: u32,
-    ) {
-        // Saturating addition never refuses.
-        let _ = Self::release_with(count, waiters, waiter, n, |c| Some(c.saturating_add(n)));
-    }
-
-    #[inline]
-    fn release_with<W: Waiter>(
-        count: &AtomicU32,
-        waiters: &AtomicU32,
-        waiter: &W,
-        n: u32,
-        next: impl Fn(u32) -> Option<u32>,
-    ) -> Result<(), u32> {
         let mut c = count.load(Ordering::Relaxed);
         loop {
-            let Some(new) = next(c) else {
+            let Some(new) = c.checked_add(n).filter(|&v| v <= max) else {
                 return Err(c);
             };
             if new == c {
-                // Nothing to add (n == 0, or saturated): nobody to wake either.
+                // Nothing to add (n == 0): nobody to wake either.
                 return Ok(());
             }
             // SYNC: the release half of this SeqCst CAS pairs with the acquire

@@ -17,7 +17,10 @@ use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Place, Placed, SharedObject};
 use crate::sync::lock_word::Held;
-use crate::sync::poison::{LockResult, OwnerDied, TryLockResult, map_lock, map_try_lock};
+use crate::sync::poison::{
+    LockResult, LockTimeoutResult, OwnerDied, TryLockResult, map_lock, map_lock_timeout,
+    map_try_lock,
+};
 
 /// Elements in shared memory guarded by one process-shared lock: Python's
 /// `multiprocessing.Array`.
@@ -255,8 +258,8 @@ impl<T: Pod> Array<T> {
     /// # Errors
     ///
     /// As [`Mutex::lock_timeout`](crate::Mutex::lock_timeout).
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ArrayGuard<'_, T>> {
-        map_try_lock(Held::lock_timeout(self.word(), timeout), |held| {
+    pub fn lock_timeout(&self, timeout: Duration) -> LockTimeoutResult<ArrayGuard<'_, T>> {
+        map_lock_timeout(Held::lock_timeout(self.word(), timeout), |held| {
             self.guard(held)
         })
     }

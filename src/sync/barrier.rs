@@ -39,6 +39,36 @@ struct BarrierState {
 #[error("the barrier is broken")]
 pub struct BrokenBarrier;
 
+impl From<BrokenBarrier> for crate::Error {
+    fn from(_: BrokenBarrier) -> Self {
+        crate::Error::BrokenBarrier
+    }
+}
+
+/// Why a [`Barrier::wait_timeout`] failed. Both leave the barrier broken
+/// until [`reset`](Barrier::reset) (Python's `BrokenBarrierError`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BarrierTimeoutError {
+    /// This waiter's time ran out, which broke the round for everybody.
+    #[error("timed out at the barrier (the barrier is now broken)")]
+    Timeout,
+    /// The barrier is or became broken otherwise: another waiter timed
+    /// out, or someone called [`abort`](Barrier::abort) or
+    /// [`reset`](Barrier::reset).
+    #[error("the barrier is broken")]
+    Broken,
+}
+
+impl From<BarrierTimeoutError> for crate::Error {
+    fn from(e: BarrierTimeoutError) -> Self {
+        match e {
+            BarrierTimeoutError::Timeout => crate::Error::Timeout,
+            BarrierTimeoutError::Broken => crate::Error::BrokenBarrier,
+        }
+    }
+}
+
 /// What a successful [`Barrier::wait`] returns: whether this waiter is the
 /// round's leader (as `std::sync::BarrierWaitResult`), and its arrival index
 /// (as Python's `wait()` return value).
@@ -289,23 +319,38 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`BrokenBarrier`] if the barrier is or becomes broken, or if the
-    /// timeout runs out (which breaks it).
+    /// [`BarrierTimeoutError::Timeout`] if the timeout ran out (which broke
+    /// the barrier), [`BarrierTimeoutError::Broken`] if the barrier is or
+    /// became broken otherwise.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
+    /// use multiproc::BarrierTimeoutError;
     /// # fn main() -> multiproc::Result<()> {
     /// let b = multiproc::Barrier::new(2)?;
-    /// assert!(b.wait_timeout(Duration::from_millis(5)).is_err()); // nobody came
+    /// let err = b.wait_timeout(Duration::from_millis(5)).unwrap_err(); // nobody came
+    /// assert_eq!(err, BarrierTimeoutError::Timeout);
     /// assert!(b.is_broken());
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult, BrokenBarrier> {
-        self.wait_until(deadline(timeout))
+    pub fn wait_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<BarrierWaitResult, BarrierTimeoutError> {
+        let end = deadline(timeout);
+        self.wait_until(end).map_err(|BrokenBarrier| {
+            // The core breaks the round when this waiter's deadline passes;
+            // a deadline that has passed is what broke it (or came with it).
+            if end.is_some_and(|d| std::time::Instant::now() >= d) {
+                BarrierTimeoutError::Timeout
+            } else {
+                BarrierTimeoutError::Broken
+            }
+        })
     }
 
     fn wait_until(

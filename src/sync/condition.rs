@@ -213,6 +213,48 @@ impl Condition {
         }
     }
 
+    /// Python's `wait_for(predicate, timeout)`: waits until `predicate`
+    /// holds, for at most `timeout`, and returns the guard with the
+    /// predicate's last value (`false` means the time ran out first). The
+    /// predicate has Python's sense, the opposite of
+    /// [`wait_timeout_while`](Self::wait_timeout_while)'s condition.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::{Condition, Mutex};
+    /// # fn main() -> multiproc::Result<()> {
+    /// let items = Mutex::new(0u32)?;
+    /// let cond = Condition::new()?;
+    /// let (g, ok) = cond
+    ///     .wait_for(items.lock().unwrap(), |n| *n > 0, Duration::from_millis(5))
+    ///     .unwrap();
+    /// assert!(!ok); // nobody produced anything
+    /// drop(g);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_for<'a, T: Pod, F>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        mut predicate: F,
+        timeout: Duration,
+    ) -> LockResult<(MutexGuard<'a, T>, bool)>
+    where
+        F: FnMut(&mut T) -> bool,
+    {
+        let not = |v: &mut T| !predicate(v);
+        match self.wait_timeout_while(guard, timeout, not) {
+            Ok((g, r)) => Ok((g, !r.timed_out())),
+            Err(died) => Err(died.map(|(g, r)| (g, !r.timed_out()))),
+        }
+    }
+
     fn wait_until<'a, T: Pod>(
         &self,
         guard: MutexGuard<'a, T>,
@@ -244,12 +286,29 @@ impl Condition {
 
     /// Wakes one waiter, if any (no system call if none).
     pub fn notify_one(&self) {
-        RawCondvar::notify(self.obj.state_u32(0), self.obj.state_u32(1), &Futex, 1);
+        self.notify(1);
+    }
+
+    /// Wakes up to `n` waiters (Python's `notify(n)`; no system call if
+    /// nobody waits).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let cond = multiproc::Condition::new()?;
+    /// cond.notify(2); // nobody waits: nothing happens
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn notify(&self, n: u32) {
+        let n = n.min(ALL);
+        RawCondvar::notify(self.obj.state_u32(0), self.obj.state_u32(1), &Futex, n);
     }
 
     /// Wakes every waiter (no system call if none).
     pub fn notify_all(&self) {
-        RawCondvar::notify(self.obj.state_u32(0), self.obj.state_u32(1), &Futex, ALL);
+        self.notify(ALL);
     }
 }
 

@@ -10,7 +10,7 @@ use bytemuck::{Pod, Zeroable};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Result;
+use crate::error::{Result, TimedOut};
 use crate::loom::atomic::AtomicU32;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
@@ -49,7 +49,7 @@ struct EventState {
 /// use std::time::Duration;
 /// # fn main() -> multiproc::Result<()> {
 /// let ev = Event::new()?;
-/// assert!(!ev.wait_timeout(Duration::from_millis(1)));
+/// assert!(ev.wait_timeout(Duration::from_millis(1)).is_err());
 /// ev.set();
 /// ev.wait(); // returns at once
 /// assert!(ev.is_set());
@@ -250,7 +250,11 @@ impl Event {
     }
 
     /// Waits for the flag for at most `timeout` (Python's
-    /// `wait(timeout)`): `true` if it was set, `false` if the time ran out.
+    /// `wait(timeout)`, whose `True` is `Ok` here).
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`](crate::TimedOut) if the flag was not set in time.
     ///
     /// # Examples
     ///
@@ -258,15 +262,19 @@ impl Event {
     /// use std::time::Duration;
     /// # fn main() -> multiproc::Result<()> {
     /// let ev = multiproc::Event::new()?;
-    /// assert!(!ev.wait_timeout(Duration::from_millis(5)));
+    /// assert!(ev.wait_timeout(Duration::from_millis(5)).is_err());
     /// ev.set();
-    /// assert!(ev.wait_timeout(Duration::from_millis(5)));
+    /// ev.wait_timeout(Duration::from_millis(5))?;
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        RawEvent::wait(self.word(), &Futex, deadline(timeout))
+    pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<(), TimedOut> {
+        if RawEvent::wait(self.word(), &Futex, deadline(timeout)) {
+            Ok(())
+        } else {
+            Err(TimedOut)
+        }
     }
 }
 

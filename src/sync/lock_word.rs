@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crate::algo::robust::{Locked, RobustLock, TimedOut};
 use crate::algo::wait::deadline;
 use crate::loom::atomic::AtomicU64;
-use crate::sync::poison::{LockResult, OwnerDied, TryLockError, TryLockResult};
+use crate::sync::poison::{
+    LockResult, LockTimeoutError, LockTimeoutResult, OwnerDied, TryLockError, TryLockResult,
+};
 use crate::sys::futex::Futex;
 use crate::sys::thread::{self, ProcLiveness};
 
@@ -57,12 +59,24 @@ pub(crate) fn result<G>(how: Locked, guard: G) -> LockResult<G> {
     }
 }
 
-/// As [`result`], for a try or timed acquisition (`None`: not acquired).
+/// As [`result`], for a try acquisition (`None`: not acquired).
 #[inline]
 pub(crate) fn try_result<G>(how: Option<Locked>, guard: impl FnOnce() -> G) -> TryLockResult<G> {
     match how {
         None => Err(TryLockError::WouldBlock),
         Some(how) => result(how, guard()).map_err(TryLockError::OwnerDied),
+    }
+}
+
+/// As [`result`], for a timed acquisition (`None`: the time ran out).
+#[inline]
+pub(crate) fn timeout_result<G>(
+    how: Option<Locked>,
+    guard: impl FnOnce() -> G,
+) -> LockTimeoutResult<G> {
+    match how {
+        None => Err(LockTimeoutError::Timeout),
+        Some(how) => result(how, guard()).map_err(LockTimeoutError::OwnerDied),
     }
 }
 
@@ -91,8 +105,11 @@ impl<'a> Held<'a> {
 
     /// Takes the lock, giving up after `timeout`.
     #[inline]
-    pub(crate) fn lock_timeout(word: &'a AtomicU64, timeout: Duration) -> TryLockResult<Held<'a>> {
-        try_result(lock_timeout(word, timeout), || Held::new(word))
+    pub(crate) fn lock_timeout(
+        word: &'a AtomicU64,
+        timeout: Duration,
+    ) -> LockTimeoutResult<Held<'a>> {
+        timeout_result(lock_timeout(word, timeout), || Held::new(word))
     }
 
     fn new(word: &'a AtomicU64) -> Held<'a> {

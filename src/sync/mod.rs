@@ -8,6 +8,7 @@ pub(crate) mod array;
 pub(crate) mod barrier;
 pub(crate) mod condition;
 pub(crate) mod event;
+pub(crate) mod lock;
 pub(crate) mod lock_word;
 pub(crate) mod mutex;
 pub(crate) mod poison;

@@ -1,4 +1,5 @@
-//! `Mutex<T>` and `Lock`: process-shared locks that survive a dead holder.
+//! `Mutex<T>`: a process-shared lock around one `T` that survives a dead
+//! holder.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -14,9 +15,9 @@ use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Place, Placed, SharedObject};
-use crate::sync::lock_word::{self, Held};
+use crate::sync::lock_word::Held;
 use crate::sync::poison::{
-    LockResult, NotOwner, OwnerDied, TryLockResult, keep_held, map_lock, map_try_lock,
+    LockResult, LockTimeoutResult, TryLockResult, map_lock, map_lock_timeout, map_try_lock,
 };
 
 /// A process-shared mutual-exclusion lock guarding one `T` in shared memory:
@@ -31,7 +32,7 @@ use crate::sync::poison::{
 /// **A holder that dies does not deadlock the others.** If a process is
 /// killed (even by `SIGKILL`) or a thread exits while holding the lock, the
 /// next locker gets the lock within about 100 ms of starting to wait, with
-/// the guard inside [`OwnerDied`]: repair the data, then call
+/// the guard inside [`OwnerDied`](crate::OwnerDied): repair the data, then call
 /// [`MutexGuard::mark_consistent`]. Until then every lock reports
 /// `OwnerDied` (like std's poisoning). Dead holders are recognised by thread
 /// id and thread start time through `/proc`, so all processes sharing a lock
@@ -39,6 +40,7 @@ use crate::sync::poison::{
 ///
 /// Locking a mutex again from the thread that holds it deadlocks (or times
 /// out), as with std's `Mutex`; use [`RLock`](crate::RLock) for re-entry.
+/// [`Lock`](crate::Lock) is the same lock with no data.
 ///
 /// # Examples
 ///
@@ -59,22 +61,6 @@ pub struct Mutex<T> {
     _t: PhantomData<T>,
 }
 
-/// A process-shared lock with no data: Python's `multiprocessing.Lock`.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc::Lock;
-/// # fn main() -> multiproc::Result<()> {
-/// let lock = Lock::new(())?;
-/// let guard = lock.lock().unwrap();
-/// assert!(lock.try_lock().is_err());
-/// drop(guard);
-/// assert!(lock.try_lock().is_ok());
-/// # Ok(())
-/// # }
-/// ```
-pub type Lock = Mutex<()>;
 
 // SAFETY: the handle is an Arc'd mapping plus offsets; the `T` is reached
 // only under the lock, as with std's Mutex, which is Send + Sync for T: Send.
@@ -182,7 +168,7 @@ impl<T: Pod> Mutex<T> {
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`], holding the guard, if a previous holder died holding
+    /// [`OwnerDied`](crate::OwnerDied), holding the guard, if a previous holder died holding
     /// the lock and nobody has marked it consistent since.
     #[inline]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
@@ -195,7 +181,8 @@ impl<T: Pod> Mutex<T> {
     ///
     /// # Errors
     ///
-    /// [`TryLockError::WouldBlock`](crate::TryLockError::WouldBlock) if it is held, [`TryLockError::OwnerDied`](crate::TryLockError::OwnerDied)
+    /// [`TryLockError::WouldBlock`](crate::TryLockError::WouldBlock) if it
+    /// is held, [`TryLockError::OwnerDied`](crate::TryLockError::OwnerDied)
     /// as for `lock`.
     #[inline]
     pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
@@ -208,10 +195,12 @@ impl<T: Pod> Mutex<T> {
     ///
     /// # Errors
     ///
-    /// [`TryLockError::WouldBlock`](crate::TryLockError::WouldBlock) if still held when the time is up,
-    /// [`TryLockError::OwnerDied`](crate::TryLockError::OwnerDied) as for `lock`.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<MutexGuard<'_, T>> {
-        map_try_lock(Held::lock_timeout(self.obj.lock_word(), timeout), |held| {
+    /// [`LockTimeoutError::Timeout`](crate::LockTimeoutError::Timeout) if
+    /// still held when the time is up,
+    /// [`LockTimeoutError::OwnerDied`](crate::LockTimeoutError::OwnerDied)
+    /// as for `lock`.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockTimeoutResult<MutexGuard<'_, T>> {
+        map_lock_timeout(Held::lock_timeout(self.obj.lock_word(), timeout), |held| {
             self.guard(held)
         })
     }
@@ -237,35 +226,6 @@ impl<T: Pod> Mutex<T> {
     }
 }
 
-impl Mutex<()> {
-    /// Python's `Lock.acquire()`: takes the lock with no guard; undo with
-    /// [`release`](Self::release).
-    ///
-    /// # Errors
-    ///
-    /// [`OwnerDied`] if a holder died holding it (the lock is then held).
-    pub fn acquire(&self) -> std::result::Result<(), OwnerDied<()>> {
-        keep_held(self.lock())
-    }
-
-    /// Python's `Lock.release()`. Unlike Python's `Lock`, which anyone may
-    /// release, this lock belongs to the thread that took it (that is how a
-    /// dead holder is recognised).
-    ///
-    /// # Errors
-    ///
-    /// [`NotOwner`] if this thread does not hold the lock.
-    pub fn release(&self) -> std::result::Result<(), NotOwner> {
-        let word = self.obj.lock_word();
-        if !lock_word::held_by_me(word) {
-            return Err(NotOwner);
-        }
-        // SAFETY: this thread holds the lock (checked just above; only the
-        // owner can change the owner field away from itself).
-        unsafe { lock_word::unlock(word) };
-        Ok(())
-    }
-}
 
 /// A held [`Mutex`]: derefs to the value, unlocks on drop.
 #[must_use = "the lock is released as soon as the guard is dropped"]
@@ -280,7 +240,7 @@ pub struct MutexGuard<'a, T: Pod> {
 unsafe impl<T: Pod + Sync> Sync for MutexGuard<'_, T> {}
 
 impl<'a, T: Pod> MutexGuard<'a, T> {
-    /// Declares the data repaired after an [`OwnerDied`]: later lockers no
+    /// Declares the data repaired after an [`OwnerDied`](crate::OwnerDied): later lockers no
     /// longer get `OwnerDied` (unless another holder dies).
     pub fn mark_consistent(&mut self) {
         self.held.mark_consistent();

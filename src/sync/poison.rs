@@ -63,12 +63,11 @@ impl<G> std::error::Error for OwnerDied<G> {}
 #[error("release of a lock not held by this thread")]
 pub struct NotOwner;
 
-/// Why a non-blocking or timed lock did not simply succeed.
+/// Why a non-blocking lock did not simply succeed.
 pub enum TryLockError<G> {
     /// Acquired, from a holder that died: see [`OwnerDied`].
     OwnerDied(OwnerDied<G>),
-    /// Not acquired: held by a live owner (for `try_lock`), or still held
-    /// when the timeout ran out (for `lock_timeout`).
+    /// Not acquired: held by a live owner.
     WouldBlock,
 }
 
@@ -123,10 +122,89 @@ pub(crate) fn keep_held<G>(r: LockResult<G>) -> std::result::Result<(), OwnerDie
     }
 }
 
+/// Why a timed lock did not simply succeed.
+pub enum LockTimeoutError<G> {
+    /// Acquired, from a holder that died: see [`OwnerDied`].
+    OwnerDied(OwnerDied<G>),
+    /// Not acquired: still held when the timeout ran out.
+    Timeout,
+}
+
+impl<G> LockTimeoutError<G> {
+    /// The same error around another guard.
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> LockTimeoutError<H> {
+        match self {
+            LockTimeoutError::OwnerDied(e) => LockTimeoutError::OwnerDied(e.map(f)),
+            LockTimeoutError::Timeout => LockTimeoutError::Timeout,
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockTimeoutError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockTimeoutError::OwnerDied(e) => fmt::Debug::fmt(e, f),
+            LockTimeoutError::Timeout => f.write_str("Timeout"),
+        }
+    }
+}
+
+impl<G> fmt::Display for LockTimeoutError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockTimeoutError::OwnerDied(e) => fmt::Display::fmt(e, f),
+            LockTimeoutError::Timeout => f.write_str("the lock was still held when the time ran out"),
+        }
+    }
+}
+
+impl<G> std::error::Error for LockTimeoutError<G> {}
+
+impl<G> From<OwnerDied<G>> for LockTimeoutError<G> {
+    fn from(e: OwnerDied<G>) -> Self {
+        LockTimeoutError::OwnerDied(e)
+    }
+}
+
+/// Drops the guard (so the lock is free again) and keeps the kind.
+impl<G> From<OwnerDied<G>> for crate::Error {
+    fn from(_: OwnerDied<G>) -> Self {
+        crate::Error::OwnerDied
+    }
+}
+
+/// Drops any guard and keeps the kind.
+impl<G> From<TryLockError<G>> for crate::Error {
+    fn from(e: TryLockError<G>) -> Self {
+        match e {
+            TryLockError::OwnerDied(_) => crate::Error::OwnerDied,
+            TryLockError::WouldBlock => crate::Error::WouldBlock,
+        }
+    }
+}
+
+/// Drops any guard and keeps the kind.
+impl<G> From<LockTimeoutError<G>> for crate::Error {
+    fn from(e: LockTimeoutError<G>) -> Self {
+        match e {
+            LockTimeoutError::OwnerDied(_) => crate::Error::OwnerDied,
+            LockTimeoutError::Timeout => crate::Error::Timeout,
+        }
+    }
+}
+
+impl From<NotOwner> for crate::Error {
+    fn from(_: NotOwner) -> Self {
+        crate::Error::NotOwner
+    }
+}
+
 /// Result of a blocking lock: the guard, or the guard inside [`OwnerDied`].
 pub type LockResult<G> = std::result::Result<G, OwnerDied<G>>;
-/// Result of `try_lock` / `lock_timeout`.
+/// Result of `try_lock`.
 pub type TryLockResult<G> = std::result::Result<G, TryLockError<G>>;
+/// Result of `lock_timeout`.
+pub type LockTimeoutResult<G> = std::result::Result<G, LockTimeoutError<G>>;
 
 
 /// A lock result around another guard.
@@ -141,6 +219,18 @@ pub(crate) fn map_lock<G, H>(r: LockResult<G>, f: impl FnOnce(G) -> H) -> LockRe
 /// A try-lock result around another guard.
 #[inline]
 pub(crate) fn map_try_lock<G, H>(r: TryLockResult<G>, f: impl FnOnce(G) -> H) -> TryLockResult<H> {
+    match r {
+        Ok(g) => Ok(f(g)),
+        Err(e) => Err(e.map(f)),
+    }
+}
+
+/// A timed-lock result around another guard.
+#[inline]
+pub(crate) fn map_lock_timeout<G, H>(
+    r: LockTimeoutResult<G>,
+    f: impl FnOnce(G) -> H,
+) -> LockTimeoutResult<H> {
     match r {
         Ok(g) => Ok(f(g)),
         Err(e) => Err(e.map(f)),

@@ -15,7 +15,10 @@ use crate::shm::descriptor::Descriptor;
 use crate::shm::object::{Placed, SharedObject};
 use crate::shm::object::Place;
 use crate::sync::lock_word;
-use crate::sync::poison::{LockResult, NotOwner, OwnerDied, TryLockError, TryLockResult, keep_held};
+use crate::sync::poison::{
+    LockResult, LockTimeoutError, LockTimeoutResult, NotOwner, OwnerDied, TryLockError,
+    TryLockResult, keep_held,
+};
 use crate::sys::thread as owner;
 use crate::algo::robust::{Locked, RobustLock};
 
@@ -197,14 +200,17 @@ impl RLock {
     ///
     /// # Errors
     ///
-    /// As [`try_lock`](Self::try_lock), `WouldBlock` meaning the time ran out.
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<RLockGuard<'_>> {
+    /// [`LockTimeoutError::Timeout`](crate::LockTimeoutError::Timeout) if
+    /// another thread still holds it when the time is up,
+    /// [`LockTimeoutError::OwnerDied`](crate::LockTimeoutError::OwnerDied)
+    /// as for `lock`.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockTimeoutResult<RLockGuard<'_>> {
         if let Some(g) = self.reenter() {
             return Ok(g);
         }
         match lock_word::lock_timeout(self.obj.lock_word(), timeout) {
-            None => Err(TryLockError::WouldBlock),
-            Some(how) => self.enter(how).map_err(TryLockError::OwnerDied),
+            None => Err(LockTimeoutError::Timeout),
+            Some(how) => self.enter(how).map_err(LockTimeoutError::OwnerDied),
         }
     }
 

@@ -6,24 +6,30 @@
 //! `BoundedSemaphore` also records its bound. The two have different state
 //! types, so their headers carry different fingerprints and attaching one as
 //! the other is an [`Error::LayoutMismatch`](crate::Error::LayoutMismatch).
+//!
+//! As in Python, a bounded semaphore is a semaphore whose release refuses to
+//! pass its bound: every handle keeps the bound it may release up to
+//! (`u32::MAX` for a plain one, the initial value for a bounded one, read
+//! once when placed or attached), so one implementation serves both, and
+//! `BoundedSemaphore` derefs to `Semaphore` for everything but its
+//! constructors and [`max_value`](BoundedSemaphore::max_value).
 
 use std::fmt;
+use std::ops::Deref;
 use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Result;
+use crate::algo::semaphore::RawSemaphore;
+use crate::algo::wait::deadline;
+use crate::error::{Result, TimedOut, WouldBlock};
 use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::descriptor::Descriptor;
-use crate::shm::object::{Placed, SharedObject};
-use crate::algo::wait::deadline;
-use crate::shm::object::Place;
+use crate::shm::object::{Place, Placed, SharedObject};
 use crate::sys::futex::Futex;
-use crate::algo::semaphore::RawSemaphore;
 
 /// A `Semaphore` in shared memory: only ever accessed through atomics.
 #[repr(C)]
@@ -52,26 +58,20 @@ const COUNT: usize = 0;
 const WAITERS: usize = 1;
 const MAX: usize = 2;
 
-/// The `index`th `u32` of an object's state, as an atomic.
-///
-/// # Safety
-///
-/// The object's state type must hold at least `index + 1` `u32` fields.
-unsafe fn word(obj: &Placed, index: usize) -> &AtomicU32 {
-    // SAFETY: the data pointer is aligned for the state (align 4) and valid
-    // for all its fields (the caller's contract) while the mapping lives, which
-    // `obj` guarantees for the returned lifetime; after publish every process
-    // accesses these words only atomically.
-    unsafe { AtomicU32::from_ptr(obj.data().cast::<u32>().add(index)) }
-}
-
-/// A semaphore released more times than it was acquired: the release would
-/// take a [`BoundedSemaphore`] above its initial value. Nothing was changed.
+/// A release that would take a semaphore above its bound: the initial value
+/// of a [`BoundedSemaphore`] (a release without a matching acquire), or
+/// `u32::MAX` permits for a [`Semaphore`]. Nothing was changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("semaphore released too many times: its value may not exceed {max}")]
 pub struct OverRelease {
-    /// The bound (the semaphore's initial value).
+    /// The bound.
     pub max: u32,
+}
+
+impl From<OverRelease> for crate::Error {
+    fn from(e: OverRelease) -> Self {
+        crate::Error::OverRelease { max: e.max }
+    }
 }
 
 /// A counting semaphore shared between processes: Python's
@@ -80,8 +80,9 @@ pub struct OverRelease {
 /// It holds a number of permits: [`acquire`](Self::acquire) takes one,
 /// sleeping while there is none; [`release`](Self::release) gives one back
 /// (or adds one: nothing checks that releases match acquires, see
-/// [`BoundedSemaphore`] for that). [`access`](Self::access) acquires and
-/// returns a guard that releases on drop, like `with sem:`.
+/// [`BoundedSemaphore`] for that; only a count past `u32::MAX` is refused).
+/// [`access`](Self::access) acquires and returns a guard that releases on
+/// drop, like `with sem:`.
 ///
 /// Waiting spins briefly, then sleeps on a shared futex; a release makes no
 /// system call when nobody waits. Every handle (clones, a forked child's copy,
@@ -99,10 +100,10 @@ pub struct OverRelease {
 /// {
 ///     let _permit = sem.access(); // like `with sem:`
 ///     assert_eq!(sem.value(), 0);
-///     assert!(!sem.try_acquire());
-///     assert!(!sem.acquire_timeout(Duration::from_millis(1)));
+///     assert!(sem.try_acquire().is_err());
+///     assert!(sem.acquire_timeout(Duration::from_millis(1)).is_err());
 /// }
-/// sem.release();
+/// sem.release()?;
 /// assert_eq!(sem.value(), 2);
 /// # Ok(())
 /// # }
@@ -110,12 +111,17 @@ pub struct OverRelease {
 #[derive(Clone)]
 pub struct Semaphore {
     obj: Placed,
+    /// What a release may raise the count to: `u32::MAX`, or a bounded
+    /// semaphore's bound, read once when placed or attached (a peer
+    /// scribbling over it later cannot change this handle's view).
+    max: u32,
 }
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Semaphore")
             .field("value", &self.value())
+            .field("max", &self.max)
             .field("place", &self.obj)
             .finish()
     }
@@ -182,10 +188,10 @@ impl Semaphore {
             // nobody else can see the object before `publish`.
             unsafe { p.cast::<SemState>().write(state) }
         })?;
-        Ok(Semaphore { obj })
+        Ok(Semaphore { obj, max: u32::MAX })
     }
 
-        /// Opens the `Semaphore` placed at `offset` of a named segment.
+    /// Opens the `Semaphore` placed at `offset` of a named segment.
     ///
     /// # Errors
     ///
@@ -209,10 +215,6 @@ impl Semaphore {
         self.describe()
     }
 
-    fn over(obj: Placed) -> Self {
-        Semaphore { obj }
-    }
-
     /// Bytes a `Semaphore` takes in a segment.
     pub fn shared_size() -> usize {
         ObjectLayout::new::<SemState>(ObjectKind::Semaphore, 1).map_or(usize::MAX, |l| l.total_size)
@@ -223,21 +225,14 @@ impl Semaphore {
         ObjectLayout::new::<SemState>(ObjectKind::Semaphore, 1).map_or(usize::MAX, |l| l.align)
     }
 
+    /// The `index`th `u32` of the state, as an atomic. Both state types hold
+    /// `COUNT` and `WAITERS`.
     #[inline]
-    fn count(&self) -> &AtomicU32 {
-        // SAFETY: SemState holds `count` at COUNT.
-        unsafe { word(&self.obj, COUNT) }
+    fn word(&self, index: usize) -> &AtomicU32 {
+        self.obj.state_u32(index)
     }
 
-    #[inline]
-    fn waiters(&self) -> &AtomicU32 {
-        // SAFETY: SemState holds `waiters` at WAITERS.
-        unsafe { word(&self.obj, WAITERS) }
-    }
-
-    /// Takes a permit, sleeping while there is none (Python's
-    /// `acquire()`). See [`acquire_timeout`](Self::acquire_timeout) to give
-    /// up after a while.
+    /// Takes a permit, sleeping while there is none.
     ///
     /// # Examples
     ///
@@ -251,29 +246,41 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn acquire(&self) {
-        RawSemaphore::acquire(self.count(), self.waiters(), &Futex, None);
+        RawSemaphore::acquire(self.word(COUNT), self.word(WAITERS), &Futex, None);
     }
 
-    /// Takes a permit if one is available, without blocking (Python's
+    /// Takes a permit if one is free, without blocking (Python's
     /// `acquire(block=False)`).
+    ///
+    /// # Errors
+    ///
+    /// [`WouldBlock`](crate::WouldBlock) if no permit is free.
     ///
     /// # Examples
     ///
     /// ```
     /// # fn main() -> multiproc::Result<()> {
     /// let sem = multiproc::Semaphore::new(1)?;
-    /// assert!(sem.try_acquire());
-    /// assert!(!sem.try_acquire());
+    /// sem.try_acquire()?;
+    /// assert!(sem.try_acquire().is_err());
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn try_acquire(&self) -> bool {
-        RawSemaphore::try_acquire(self.count())
+    pub fn try_acquire(&self) -> std::result::Result<(), WouldBlock> {
+        if RawSemaphore::try_acquire(self.word(COUNT)) {
+            Ok(())
+        } else {
+            Err(WouldBlock)
+        }
     }
 
     /// Takes a permit, giving up after `timeout` (Python's
-    /// `acquire(timeout=...)`). Returns whether a permit was taken.
+    /// `acquire(timeout=...)`).
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`](crate::TimedOut) if no permit came free in time.
     ///
     /// # Examples
     ///
@@ -281,49 +288,65 @@ impl Semaphore {
     /// use std::time::Duration;
     /// # fn main() -> multiproc::Result<()> {
     /// let sem = multiproc::Semaphore::new(0)?;
-    /// assert!(!sem.acquire_timeout(Duration::from_millis(5)));
+    /// assert!(sem.acquire_timeout(Duration::from_millis(1)).is_err());
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        RawSemaphore::acquire(self.count(), self.waiters(), &Futex, deadline(timeout))
+    pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), TimedOut> {
+        let (count, waiters) = (self.word(COUNT), self.word(WAITERS));
+        if RawSemaphore::acquire(count, waiters, &Futex, deadline(timeout)) {
+            Ok(())
+        } else {
+            Err(TimedOut)
+        }
     }
 
     /// Gives back (or adds) one permit, waking a waiter if there is one.
-    /// The count saturates at `u32::MAX`.
+    ///
+    /// # Errors
+    ///
+    /// [`OverRelease`] (nothing changed) if that would take the count past
+    /// the bound: a [`BoundedSemaphore`]'s initial value, or `u32::MAX`.
     ///
     /// # Examples
     ///
     /// ```
     /// # fn main() -> multiproc::Result<()> {
     /// let sem = multiproc::Semaphore::new(0)?;
-    /// sem.release();
+    /// sem.release()?;
     /// assert_eq!(sem.value(), 1);
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn release(&self) {
-        self.release_n(1);
+    pub fn release(&self) -> std::result::Result<(), OverRelease> {
+        self.release_n(1)
     }
 
     /// Gives back (or adds) `n` permits, waking up to `n` waiters (Python's
-    /// `release(n)`). The count saturates at `u32::MAX`.
+    /// `release(n)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`release`](Self::release): all `n` or none.
     ///
     /// # Examples
     ///
     /// ```
     /// # fn main() -> multiproc::Result<()> {
     /// let sem = multiproc::Semaphore::new(0)?;
-    /// sem.release_n(3);
+    /// sem.release_n(3)?;
     /// assert_eq!(sem.value(), 3);
+    /// assert!(sem.release_n(u32::MAX).is_err());
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn release_n(&self, n: u32) {
-        RawSemaphore::release_saturating(self.count(), self.waiters(), &Futex, n);
+    pub fn release_n(&self, n: u32) -> std::result::Result<(), OverRelease> {
+        let (count, waiters) = (self.word(COUNT), self.word(WAITERS));
+        RawSemaphore::release(count, waiters, &Futex, n, self.max)
+            .map_err(|_| OverRelease { max: self.max })
     }
 
     /// The number of permits available now (Python's `get_value()`): a
@@ -340,7 +363,7 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn value(&self) -> u32 {
-        RawSemaphore::value(self.count())
+        RawSemaphore::value(self.word(COUNT))
     }
 
     /// Takes a permit, sleeping while there is none, and returns a guard that
@@ -362,62 +385,42 @@ impl Semaphore {
     #[inline]
     pub fn access(&self) -> SemaphoreGuard<'_> {
         self.acquire();
-        self.guard()
+        SemaphoreGuard { sem: self }
     }
 
-    /// Takes a permit if one is available, without blocking, as a guard.
+    /// Takes a permit if one is free, without blocking, as a guard.
     ///
-    /// # Examples
+    /// # Errors
     ///
-    /// ```
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::Semaphore::new(1)?;
-    /// let permit = sem.try_access();
-    /// assert!(permit.is_some());
-    /// assert!(sem.try_access().is_none());
-    /// # Ok(())
-    /// # }
-    /// ```
+    /// [`WouldBlock`](crate::WouldBlock) if no permit is free.
     #[inline]
-    pub fn try_access(&self) -> Option<SemaphoreGuard<'_>> {
-        self.try_acquire().then(|| self.guard())
+    pub fn try_access(&self) -> std::result::Result<SemaphoreGuard<'_>, WouldBlock> {
+        self.try_acquire().map(|()| SemaphoreGuard { sem: self })
     }
 
-    /// Takes a permit as a guard, giving up after `timeout`.
+    /// Takes a permit, giving up after `timeout`, as a guard.
     ///
-    /// # Examples
+    /// # Errors
     ///
-    /// ```
-    /// use std::time::Duration;
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::Semaphore::new(1)?;
-    /// let permit = sem.access_timeout(Duration::from_millis(5));
-    /// assert!(permit.is_some());
-    /// assert!(sem.access_timeout(Duration::from_millis(5)).is_none());
-    /// # Ok(())
-    /// # }
-    /// ```
+    /// [`TimedOut`](crate::TimedOut) if no permit came free in time.
     #[inline]
-    pub fn access_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
-        self.acquire_timeout(timeout).then(|| self.guard())
-    }
-
-    fn guard(&self) -> SemaphoreGuard<'_> {
-        SemaphoreGuard {
-            count: self.count(),
-            waiters: self.waiters(),
-            max: u32::MAX,
-        }
+    pub fn access_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<SemaphoreGuard<'_>, TimedOut> {
+        self.acquire_timeout(timeout)
+            .map(|()| SemaphoreGuard { sem: self })
     }
 }
 
-/// A semaphore that refuses to be released above its initial value:
-/// Python's `multiprocessing.BoundedSemaphore`.
+/// A semaphore whose value may never exceed its initial value: Python's
+/// `multiprocessing.BoundedSemaphore`. A release beyond the initial value,
+/// which catches a release without a matching acquire, is an
+/// [`OverRelease`] error.
 ///
-/// Everything works as for [`Semaphore`], except that
-/// [`release`](Self::release) and [`release_n`](Self::release_n) return
-/// [`OverRelease`] (and change nothing) when the value would exceed the
-/// initial value, which catches a release without a matching acquire.
+/// Everything but its constructors and [`max_value`](Self::max_value) is
+/// [`Semaphore`]'s, through `Deref` (as Python's class derives from
+/// `Semaphore`); the handle's releases check its bound.
 ///
 /// # Examples
 ///
@@ -434,19 +437,25 @@ impl Semaphore {
 /// ```
 #[derive(Clone)]
 pub struct BoundedSemaphore {
-    obj: Placed,
-    /// The bound, read once when placed or attached: a peer scribbling over
-    /// it later cannot change this handle's view.
-    max: u32,
+    /// A semaphore handle whose `max` is the bound.
+    sem: Semaphore,
 }
 
 impl fmt::Debug for BoundedSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BoundedSemaphore")
             .field("value", &self.value())
-            .field("max", &self.max)
-            .field("place", &self.obj)
+            .field("max", &self.sem.max)
+            .field("place", &self.sem.obj)
             .finish()
+    }
+}
+
+impl Deref for BoundedSemaphore {
+    type Target = Semaphore;
+
+    fn deref(&self) -> &Semaphore {
+        &self.sem
     }
 }
 
@@ -511,7 +520,16 @@ impl BoundedSemaphore {
         Ok(Self::over(obj))
     }
 
-        /// Opens the `BoundedSemaphore` placed at `offset` of a named segment.
+    /// The handle over a validated bounded semaphore: its bound is read
+    /// once, here.
+    fn over(obj: Placed) -> Self {
+        let max = obj.state_u32(MAX).load(Ordering::Relaxed);
+        BoundedSemaphore {
+            sem: Semaphore { obj, max },
+        }
+    }
+
+    /// Opens the `BoundedSemaphore` placed at `offset` of a named segment.
     ///
     /// # Errors
     ///
@@ -520,8 +538,8 @@ impl BoundedSemaphore {
         Self::open_object(shm, offset)
     }
 
-    /// Attaches to the `BoundedSemaphore` a descriptor names, in this process or
-    /// another.
+    /// Attaches to the `BoundedSemaphore` a descriptor names, in this
+    /// process or another.
     ///
     /// # Errors
     ///
@@ -533,12 +551,6 @@ impl BoundedSemaphore {
     /// A descriptor from which another process can [`attach`](Self::attach).
     pub fn descriptor(&self) -> Descriptor {
         self.describe()
-    }
-
-    fn over(obj: Placed) -> Self {
-        // SAFETY: BoundedSemState holds `max` at MAX.
-        let max = unsafe { word(&obj, MAX) }.load(Ordering::Relaxed);
-        BoundedSemaphore { obj, max }
     }
 
     /// Bytes a `BoundedSemaphore` takes in a segment.
@@ -553,19 +565,7 @@ impl BoundedSemaphore {
             .map_or(usize::MAX, |l| l.align)
     }
 
-    #[inline]
-    fn count(&self) -> &AtomicU32 {
-        // SAFETY: BoundedSemState holds `count` at COUNT.
-        unsafe { word(&self.obj, COUNT) }
-    }
-
-    #[inline]
-    fn waiters(&self) -> &AtomicU32 {
-        // SAFETY: BoundedSemState holds `waiters` at WAITERS.
-        unsafe { word(&self.obj, WAITERS) }
-    }
-
-    /// The bound: the initial value, which the value may never exceed.
+    /// The bound: the initial value, which releases may not exceed.
     ///
     /// # Examples
     ///
@@ -577,197 +577,8 @@ impl BoundedSemaphore {
     /// # Ok(())
     /// # }
     /// ```
-    #[inline]
     pub fn max_value(&self) -> u32 {
-        self.max
-    }
-
-    /// Takes a permit, sleeping while there is none; see
-    /// [`Semaphore::acquire`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::BoundedSemaphore::new(1)?;
-    /// sem.acquire();
-    /// assert_eq!(sem.value(), 0);
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[inline]
-    pub fn acquire(&self) {
-        RawSemaphore::acquire(self.count(), self.waiters(), &Futex, None);
-    }
-
-    /// Takes a permit if one is available, without blocking.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::BoundedSemaphore::new(1)?;
-    /// assert!(sem.try_acquire());
-    /// assert!(!sem.try_acquire());
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[inline]
-    pub fn try_acquire(&self) -> bool {
-        RawSemaphore::try_acquire(self.count())
-    }
-
-    /// Takes a permit, giving up after `timeout`. Returns whether a permit
-    /// was taken.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::BoundedSemaphore::new(1)?;
-    /// assert!(sem.acquire_timeout(Duration::from_millis(5)));
-    /// assert!(!sem.acquire_timeout(Duration::from_millis(5)));
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[inline]
-    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-        RawSemaphore::acquire(self.count(), self.waiters(), &Futex, deadline(timeout))
-    }
-
-    /// Gives back one permit, waking a waiter if there is one.
-    ///
-    /// # Errors
-    ///
-    /// [`OverRelease`] if the value is already at its bound (more releases
-    /// than acquires); nothing changes then.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let sem = multiproc::BoundedSemaphore::new(1)?;
-    /// sem.acquire();
-    /// sem.release()?;
-    /// let err = sem.release().unwrap_err();
-    /// assert_eq!(err.max, 1);
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[inline]
-    pub fn release(&self) -> Result<(), OverRelease> {
-        self.release_n(1)
-    }
-
-    /// Gives back `n` permits at once, waking up to `n` waiters.
-    ///
-    /// # Errors
-    ///
-    /// [`OverRelease`] if the value would exceed its bound; nothing changes
-    /// then (no permit of the `n` is added).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let sem = multiproc::BoundedSemaphore::new(3)?;
-    /// for _ in 0..3 {
-    ///     sem.acquire();
-    /// }
-    /// sem.release_n(2)?;
-    /// assert!(sem.release_n(2).is_err());
-    /// assert_eq!(sem.value(), 2);
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[inline]
-    pub fn release_n(&self, n: u32) -> Result<(), OverRelease> {
-        RawSemaphore::release(self.count(), self.waiters(), &Futex, n, self.max)
-            .map_err(|_| OverRelease { max: self.max })
-    }
-
-    /// The number of permits available now: a snapshot.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::BoundedSemaphore::new(4)?;
-    /// assert_eq!(sem.value(), 4);
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[inline]
-    pub fn value(&self) -> u32 {
-        RawSemaphore::value(self.count())
-    }
-
-    /// Takes a permit, sleeping while there is none, and returns a guard that
-    /// gives it back on drop (Python's `with sem:`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::BoundedSemaphore::new(1)?;
-    /// {
-    ///     let _permit = sem.access();
-    ///     assert_eq!(sem.value(), 0);
-    /// }
-    /// assert_eq!(sem.value(), 1);
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[inline]
-    pub fn access(&self) -> SemaphoreGuard<'_> {
-        self.acquire();
-        self.guard()
-    }
-
-    /// Takes a permit if one is available, without blocking, as a guard.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::BoundedSemaphore::new(1)?;
-    /// let permit = sem.try_access();
-    /// assert!(permit.is_some());
-    /// assert!(sem.try_access().is_none());
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[inline]
-    pub fn try_access(&self) -> Option<SemaphoreGuard<'_>> {
-        self.try_acquire().then(|| self.guard())
-    }
-
-    /// Takes a permit as a guard, giving up after `timeout`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::BoundedSemaphore::new(1)?;
-    /// let permit = sem.access_timeout(Duration::from_millis(5));
-    /// assert!(permit.is_some());
-    /// assert!(sem.access_timeout(Duration::from_millis(5)).is_none());
-    /// # Ok(())
-    /// # }
-    /// ```
-    #[inline]
-    pub fn access_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
-        self.acquire_timeout(timeout).then(|| self.guard())
-    }
-
-    fn guard(&self) -> SemaphoreGuard<'_> {
-        SemaphoreGuard {
-            count: self.count(),
-            waiters: self.waiters(),
-            max: self.max,
-        }
+        self.sem.max
     }
 }
 
@@ -792,9 +603,7 @@ impl BoundedSemaphore {
 /// ```
 #[must_use = "the permit is given back as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a> {
-    count: &'a AtomicU32,
-    waiters: &'a AtomicU32,
-    max: u32,
+    sem: &'a Semaphore,
 }
 
 impl fmt::Debug for SemaphoreGuard<'_> {
@@ -808,12 +617,13 @@ impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
         // A refused release (a bounded semaphore someone over-released) is
         // dropped: `Drop` must not fail.
-        let _ = RawSemaphore::release(self.count, self.waiters, &Futex, 1, self.max);
+        let _ = self.sem.release();
     }
 }
 
-// SAFETY: a `SemState` (two `u32`s, used only atomically) at the data offset of a
-// `Semaphore` header of its fingerprint, which is all the handle touches.
+// SAFETY: a `SemState` (two `u32`s, used only atomically) at the data offset
+// of a `Semaphore` header of its fingerprint, which is all the handle
+// touches.
 unsafe impl SharedObject for Semaphore {
     const KIND: ObjectKind = ObjectKind::Semaphore;
 
@@ -822,7 +632,7 @@ unsafe impl SharedObject for Semaphore {
     }
 
     fn from_placed(obj: Placed, _: u32) -> Result<Self> {
-        Ok(Self::over(obj))
+        Ok(Semaphore { obj, max: u32::MAX })
     }
 
     fn placed(&self) -> &Placed {
@@ -844,8 +654,9 @@ impl<'de> Deserialize<'de> for Semaphore {
     }
 }
 
-// SAFETY: a `BoundedSemState` (three `u32`s, used only atomically) at the data
-// offset of a `Semaphore` header of its fingerprint: all the handle touches.
+// SAFETY: a `BoundedSemState` (three `u32`s, used only atomically) at the
+// data offset of a `Semaphore` header of its fingerprint: all the handle
+// touches.
 unsafe impl SharedObject for BoundedSemaphore {
     const KIND: ObjectKind = ObjectKind::Semaphore;
 
@@ -858,7 +669,7 @@ unsafe impl SharedObject for BoundedSemaphore {
     }
 
     fn placed(&self) -> &Placed {
-        &self.obj
+        &self.sem.obj
     }
 }
 

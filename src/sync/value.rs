@@ -13,7 +13,7 @@ use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Place, Placed, SharedObject};
 use crate::sync::mutex::{Mutex, MutexGuard};
-use crate::sync::poison::{LockResult, OwnerDied, TryLockResult};
+use crate::sync::poison::{LockResult, LockTimeoutResult, OwnerDied, TryLockResult};
 
 /// One `T` in shared memory, guarded by a process-shared lock: Python's
 /// `multiprocessing.Value`.
@@ -172,7 +172,7 @@ impl<T: Pod> Value<T> {
     /// # Errors
     ///
     /// As [`Mutex::lock_timeout`](crate::Mutex::lock_timeout).
-    pub fn lock_timeout(&self, timeout: Duration) -> TryLockResult<ValueGuard<'_, T>> {
+    pub fn lock_timeout(&self, timeout: Duration) -> LockTimeoutResult<ValueGuard<'_, T>> {
         self.mutex.lock_timeout(timeout)
     }
 
