@@ -6,7 +6,17 @@
 //! `benches/shm.rs`, `benches/sync.rs` and `benches/queue.rs` (each includes
 //! this module and `tests/common` as `common`). Not every bench uses every
 //! item.
+//!
+//! The submodules hold what only `benches/queue.rs` uses: spin waits and a
+//! watchdog ([`waiting`]), the `spsc_throughput` runs ([`flow`]), the
+//! `mpmc_throughput` runs ([`crowd`]), and the ping-pong peers and their
+//! driver ([`pingpong`]).
 #![allow(dead_code)]
+
+pub mod crowd;
+pub mod flow;
+pub mod pingpong;
+pub mod waiting;
 
 use std::cell::{Cell, RefCell};
 use std::mem::MaybeUninit;

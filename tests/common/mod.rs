@@ -7,7 +7,11 @@
 //! flushed twice). A panic in the child becomes exit code 101. Every child
 //! dies with the test process (`PR_SET_PDEATHSIG`) and is killed and reaped if
 //! its handle is dropped unjoined, so a failing test leaves no orphan.
+//!
+//! [`entries`] holds what the `Process` tests (`tests/process_*.rs`) share.
 #![allow(dead_code)]
+
+pub mod entries;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Command, Stdio};
