@@ -90,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // then terminated (exit code -15, Python's convention).
     let mut p = Process::fork(|| std::thread::sleep(Duration::from_secs(60)));
     p.start()?;
-    let early = p.join_timeout(Duration::from_millis(50))?;
+    let early = p.join_timeout(Duration::from_millis(50));
     p.terminate()?;
     println!(
         "a sleeping child: join_timeout(50 ms) = {early:?}, after terminate: exit code {}, alive: {}",

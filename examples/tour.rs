@@ -380,7 +380,7 @@ fn spawn_worker<'a>(job: impl FnOnce() -> i32 + Send + 'a) -> Process<'a> {
 /// Waits up to `timeout` for a worker's exit code; kills it after that.
 fn wait(p: &Process<'_>, timeout: Duration) -> Option<i32> {
     match p.join_timeout(timeout) {
-        Ok(Some(code)) => Some(code),
+        Ok(code) => Some(code),
         _ => {
             let _ = p.kill();
             let _ = p.join();

@@ -227,28 +227,49 @@ pub enum Error {
     /// `ValueError`.
     #[error("task_done() called more times than there were items")]
     TaskDone,
-    /// A [`Process`](crate::Process) call its state does not allow: starting
-    /// twice, joining or signalling a process never started, a daemon
-    /// starting a non-daemon child, or a spawned child starting processes
-    /// before [`init`](crate::init) dispatched it.
-    #[error("process {name}: {reason}")]
-    ProcessState {
+    /// [`Process::start`](crate::Process::start) of a process that was
+    /// already started (a process starts once, as in Python).
+    #[error("process {name} was already started")]
+    AlreadyStarted {
         /// The process's name.
         name: String,
-        /// What was refused, and why.
-        reason: String,
     },
-    /// A spawned child did not start its entry point: the program could not
-    /// be executed, the arguments could not be encoded, or the child exited
-    /// (or stayed silent past the start timeout) before
-    /// [`init`](crate::init) reported the entry started; usually because
-    /// `main` does not call `init`, or does not register this entry.
-    #[error("cannot spawn {entry}: {reason}")]
+    /// A [`Process`](crate::Process) call that needs a started child
+    /// (`join`, `terminate`, ...) on one never started.
+    #[error("process {name} was not started")]
+    NotStarted {
+        /// The process's name.
+        name: String,
+    },
+    /// A daemon process tried to start a non-daemon child: it would be
+    /// orphaned when the daemon is killed with its parent (Python forbids
+    /// a daemon any child).
+    #[error("process {name}: a daemon process may start only daemon children")]
+    DaemonChild {
+        /// The name of the child that was refused.
+        name: String,
+    },
+    /// A process spawned to run an entry point tried to start a process
+    /// before [`init`](crate::init) ran that entry: the program does not
+    /// call `multiproc::init` first thing in `main`. Refused, so that such
+    /// a program cannot start copies of itself without end.
+    #[error(
+        "process {name}: this process was spawned to run an entry point, but multiproc::init \
+         has not run it (the program does not call multiproc::init first thing in main); \
+         refusing to start processes here"
+    )]
+    InitMissing {
+        /// The name of the process that was refused.
+        name: String,
+    },
+    /// A spawned child did not start its entry point; see [`SpawnFailure`].
+    #[error("cannot spawn {entry}: {failure}")]
     Spawn {
         /// The entry point's name.
         entry: String,
         /// What went wrong.
-        reason: String,
+        #[source]
+        failure: SpawnFailure,
     },
     /// An operating-system call failed.
     #[error("{op} failed")]
@@ -261,6 +282,15 @@ pub enum Error {
     },
 }
 
+/// "exit code 3" or "killed by signal 9".
+fn exit_text(code: &i32) -> String {
+    if *code < 0 {
+        format!("killed by signal {}", -code)
+    } else {
+        format!("exit code {code}")
+    }
+}
+
 impl Error {
     /// Wraps an OS error from the named call.
     pub(crate) fn io(op: &'static str, source: impl Into<io::Error>) -> Self {
@@ -269,6 +299,66 @@ impl Error {
             source: source.into(),
         }
     }
+}
+
+/// Why a spawned child did not start its entry point (inside
+/// [`Error::Spawn`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnFailure {
+    /// The entry value (or the boot record) could not be encoded.
+    #[error("cannot encode the arguments: {reason}")]
+    Encode {
+        /// What the encoder said.
+        reason: String,
+    },
+    /// An argument for the re-executed program holds a NUL byte.
+    #[error("an argument holds a NUL byte")]
+    NulArgument,
+    /// `posix_spawn` of `/proc/self/exe` failed.
+    #[error("posix_spawn of /proc/self/exe failed")]
+    Exec(#[source] io::Error),
+    /// The child reported why it could not start the entry (an entry its
+    /// `init` does not register, two entries of one name, an unreadable
+    /// boot record), and exited with `code`.
+    #[error("{message} (the child exited: {})", exit_text(.code))]
+    Refused {
+        /// The child's exit code (minus the signal that killed it).
+        code: i32,
+        /// What the child said.
+        message: String,
+    },
+    /// The child exited with `code` before reaching its entry point, saying
+    /// nothing: usually its `main` does not call [`init`](crate::init)
+    /// first thing (in a test binary: the test it runs does not).
+    #[error(
+        "the child exited ({}) before its entry point started: does the program call \
+         multiproc::init first thing in main (in a test binary: in the test the child runs)?",
+        exit_text(.code)
+    )]
+    InitMissing {
+        /// The child's exit code (minus the signal that killed it).
+        code: i32,
+    },
+    /// The child gave no sign of reaching `init` within the start timeout
+    /// and was killed.
+    #[error(
+        "the child gave no sign of reaching multiproc::init within {timeout:?} (it was killed): \
+         does the program call multiproc::init first thing in main?"
+    )]
+    Silent {
+        /// The start timeout.
+        timeout: std::time::Duration,
+    },
+    /// Waiting for the child's handshake failed (the child was killed).
+    #[error("{op} failed while waiting for the child (it was killed)")]
+    Wait {
+        /// The call that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// A `try_*` call that would have had to wait: a lock held elsewhere, no

@@ -12,7 +12,7 @@
 //! | [`AtomicValue<T>`] | — | a lock-free shared integer (`fetch_add`, `compare_exchange`, ...) |
 //! | [`SharedMemory`] | `multiprocessing.shared_memory.SharedMemory` | a named segment for unrelated processes |
 //! | [`Descriptor`] | pickling a shared object | finds and re-validates an object from another process |
-//! | [`Mutex<T>`], [`Lock`] | `multiprocessing.Lock` | process-shared lock that survives a dead holder ([`OwnerDied`]) |
+//! | [`Mutex<T>`], [`Lock`] | `multiprocessing.Lock` | process-shared lock that survives a dead holder ([`OwnerDied`]); `Lock` has no data |
 //! | [`RLock`] | `multiprocessing.RLock` | re-entrant per thread, robust too |
 //! | [`Condition`] | `multiprocessing.Condition` | condition variable used with a [`Mutex`] guard |
 //! | [`Semaphore`], [`BoundedSemaphore`] | same names | counting semaphores |
@@ -67,6 +67,48 @@
 //! every one has a `*_timeout` form; releasing, setting or notifying makes no
 //! system call when nobody sleeps.
 //!
+//! # Blocking calls, timeouts and errors
+//!
+//! One rule holds for every blocking call of the crate:
+//!
+//! | form | waits | fails with | Python |
+//! |---|---|---|---|
+//! | `op()` | as long as it takes | only what waiting cannot cure: `Closed`, a lock's [`OwnerDied`] (with the guard) | `op()` |
+//! | `try_op()` | never | [`WouldBlock`] / [`TryLockError::WouldBlock`], or `Full(value)` / `Empty` for queues | `op(block=False)`, `put_nowait` |
+//! | `op_timeout(d)` | at most `d` | [`TimedOut`], or a `Timeout` variant: [`LockTimeoutError::Timeout`], [`PutTimeoutError::Timeout`], [`GetTimeoutError::Timeout`], [`SendError::Timeout`], [`RecvError::Timeout`], [`BarrierTimeoutError::Timeout`], [`Error::Timeout`] | `op(timeout=d)` |
+//!
+//! A value that was not put comes back inside its error. A call returns a
+//! `Result` exactly when it can fail. Every error converts into [`Error`]
+//! with `?` (dropping the value or guard it carries), so a function that
+//! returns [`Result`] can use them all:
+//!
+//! ```
+//! use std::time::Duration;
+//! use multiproc::{Error, MessageQueue, Queue, Semaphore};
+//! # fn main() -> multiproc::Result<()> {
+//! fn work(q: &Queue<u64>, results: &MessageQueue<String>, sem: &Semaphore) -> multiproc::Result<()> {
+//!     sem.acquire_timeout(Duration::from_secs(1))?;
+//!     let n = q.get_timeout(Duration::from_secs(1))?;
+//!     results.try_put(format!("{n}"))?;
+//!     sem.release()?;
+//!     Ok(())
+//! }
+//! let (q, results, sem) = (Queue::new(4)?, MessageQueue::new(4, 32)?, Semaphore::new(1)?);
+//! q.put(7)?;
+//! work(&q, &results, &sem)?;
+//! assert_eq!(results.get()?, "7");
+//! assert!(matches!(work(&q, &results, &sem), Err(Error::Timeout))); // nothing left to get
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Python's exceptions map onto [`Error`]: `queue.Full` and `queue.Empty` on
+//! [`Error::Full`] and [`Error::Empty`], `TimeoutError` on
+//! [`Error::Timeout`], `BrokenBarrierError` on [`Error::BrokenBarrier`],
+//! `EOFError` on [`Error::Closed`], `ValueError` from `task_done` on
+//! [`Error::TaskDone`]. Condition waits return the guard in every case, so
+//! their timed forms say beside it whether the time ran out.
+//!
 //! # Platform
 //!
 //! Linux only: memfd, shared futexes and `/proc` are Linux facilities.
@@ -102,16 +144,19 @@ not_under_loom! {
     mod sync;
     mod sys;
 
-    pub use error::{Error, Result, TimedOut, WouldBlock};
+    pub use error::{Error, Result, SpawnFailure, TimedOut, WouldBlock};
     pub use process::{
         ParentProcess, Process, ProcessInfo, StartMethod, active_children,
         current::{current_process, parent_process},
         exit::{ERROR_EXIT_CODE, ExitReport, Failure, FailureKind, IntoExitCode, PANIC_EXIT_CODE},
         spawn::{Entry, EntryPoint, SPAWN_ENV, init},
     };
+    #[doc(hidden)]
+    pub use process::testing;
     pub use queue::joinable::{JoinableQueue, TaskDoneError};
     pub use queue::message::{MessageQueue, RecvError, SendError};
-    pub use queue::mpmc::{Closed, Queue, TryGetError, TryPutError};
+    pub use queue::error::{Closed, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
+    pub use queue::mpmc::Queue;
     pub use queue::pipe::{Connection, Pipe, pipe};
     pub use queue::spsc;
     pub use shm::{Fingerprint, ObjectKind};

@@ -200,6 +200,7 @@ fn objects_in_named_segment_across_unrelated_process() {
 
 /// The child side of [`objects_in_named_segment_across_unrelated_process`].
 #[test]
+#[ignore = "child half of a re-exec test: run by common::run_self"]
 fn role_open_named_objects() {
     let Some(data) = common::role_data("role_open_named_objects") else {
         return;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::{Child, DEADLINE, Peer, ShmName, fork};
 use multiproc::{
     AtomicValue, Event, JoinableQueue, Pipe, Queue, RecvError, SendError, SharedMemory,
-    TryGetError, TryPutError, spsc,
+    TryGetError, spsc,
 };
 
 /// Item `seq` of producer `p`.
@@ -70,8 +70,8 @@ fn mpmc_producer_and_consumer_killed_mid_stream() {
                         sums.fetch_add(v, SeqCst);
                         took.fetch_add(1, SeqCst);
                     }
-                    Err(TryGetError::Closed) => return 0,
-                    Err(TryGetError::Empty) => return 2,
+                    Err(multiproc::GetTimeoutError::Closed) => return 0,
+                    Err(multiproc::GetTimeoutError::Timeout) => return 2,
                 }
             }
         })
@@ -179,7 +179,7 @@ fn joinable_consumer_killed_before_task_done() {
     for i in 0..100 {
         q.put(format!("job {i}")).unwrap();
     }
-    assert!(!q.join_timeout(Duration::from_millis(200)));
+    assert!(q.join_timeout(Duration::from_millis(200)).is_err());
     assert_eq!(q.unfinished_tasks(), 1, "the dead consumer's task");
     assert!(q.is_empty());
     q.close();
@@ -222,7 +222,7 @@ fn spsc_producer_killed_mid_stream() {
     assert_eq!(victim.join(), -libc::SIGKILL);
     assert_eq!(
         rx.pop_timeout(Duration::from_millis(50)),
-        Err(spsc::TryPopError::Empty)
+        Err(multiproc::GetTimeoutError::Timeout)
     );
     assert!(rx.is_empty());
 }
@@ -378,8 +378,8 @@ fn inside_get_killed_consumer_is_freed_and_counted() {
         for i in 1.. {
             match q.put_timeout(i, DEADLINE) {
                 Ok(()) => {}
-                Err(TryPutError::Closed(_)) => return 0,
-                Err(TryPutError::Full(_)) => return 2,
+                Err(multiproc::PutTimeoutError::Closed(_)) => return 0,
+                Err(multiproc::PutTimeoutError::Timeout(_)) => return 2,
             }
         }
         0

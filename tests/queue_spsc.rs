@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use common::{ShmName, fork};
-use multiproc::spsc::{self, Closed, Consumer, Producer, TryPopError, TryPushError};
+use multiproc::spsc::{self, Closed, Consumer, Producer, TryGetError, TryPutError};
 use multiproc::{AtomicValue, Descriptor, Error, SharedMemory, Value};
 
 /// The value of item `i`: not just `i`, so a slot read at the wrong time or
@@ -43,7 +43,7 @@ fn smoke() {
     for i in 10..14 {
         assert_eq!(rx.pop(), Ok(item(i)));
     }
-    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    assert_eq!(rx.try_pop(), Err(TryGetError::Empty));
     assert!(format!("{tx:?} {rx:?}").contains("capacity: 4"));
 }
 
@@ -76,11 +76,11 @@ fn capacity() {
 #[test]
 fn try_full_empty_and_close() {
     let (mut tx, mut rx) = spsc::channel::<[u32; 3]>(2).unwrap();
-    assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    assert_eq!(rx.try_pop(), Err(TryGetError::Empty));
     tx.try_push([1, 1, 1]).unwrap();
     tx.try_push([2, 2, 2]).unwrap();
     match tx.try_push([3, 3, 3]) {
-        Err(TryPushError::Full(v)) => assert_eq!(v, [3, 3, 3]),
+        Err(TryPutError::Full(v)) => assert_eq!(v, [3, 3, 3]),
         other => panic!("expected Full, got {other:?}"),
     }
     assert_eq!(tx.push_slice(&[[4; 3]]), 0);
@@ -89,7 +89,7 @@ fn try_full_empty_and_close() {
     assert!(tx.is_closed() && rx.is_closed());
     assert!(matches!(
         tx.try_push([5; 3]),
-        Err(TryPushError::Closed([5, 5, 5]))
+        Err(TryPutError::Closed([5, 5, 5]))
     ));
     assert_eq!(tx.push([6; 3]), Err(Closed([6, 6, 6])));
     assert!(
@@ -100,11 +100,11 @@ fn try_full_empty_and_close() {
     assert_eq!(tx.push_slice(&[[8; 3]]), 0);
     assert_eq!(rx.try_pop(), Ok([1, 1, 1]));
     assert_eq!(rx.pop(), Ok([2, 2, 2]));
-    assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
+    assert_eq!(rx.try_pop(), Err(TryGetError::Closed));
     assert_eq!(rx.pop(), Err(Closed(())));
     assert_eq!(
         rx.pop_timeout(Duration::from_secs(60)),
-        Err(TryPopError::Closed)
+        Err(multiproc::GetTimeoutError::Closed)
     );
     assert_eq!(rx.pop_into(&mut [[0; 3]; 4]), 0);
 }
@@ -116,17 +116,23 @@ fn timeouts() {
     let (mut tx, mut rx) = spsc::channel::<u16>(1).unwrap();
     let timeout = Duration::from_millis(50);
     let t0 = Instant::now();
-    assert_eq!(rx.pop_timeout(timeout), Err(TryPopError::Empty));
+    assert_eq!(
+        rx.pop_timeout(timeout),
+        Err(multiproc::GetTimeoutError::Timeout)
+    );
     assert!(t0.elapsed() >= timeout);
     tx.push_timeout(1, Duration::MAX).unwrap();
     let t0 = Instant::now();
     match tx.push_timeout(2, timeout) {
-        Err(TryPushError::Full(2)) => {}
+        Err(multiproc::PutTimeoutError::Timeout(2)) => {}
         other => panic!("expected Full(2), got {other:?}"),
     }
     assert!(t0.elapsed() >= timeout);
     assert_eq!(rx.pop_timeout(Duration::MAX), Ok(1));
-    assert_eq!(rx.pop_timeout(Duration::ZERO), Err(TryPopError::Empty));
+    assert_eq!(
+        rx.pop_timeout(Duration::ZERO),
+        Err(multiproc::GetTimeoutError::Timeout)
+    );
 }
 
 /// One producer process and one consumer process move 2,000,000 `u64`
@@ -274,7 +280,7 @@ fn end_marker_close_then_drain() {
                 return 1;
             }
         }
-        i32::from(rx.pop() != Err(Closed(())) || rx.try_pop() != Err(TryPopError::Closed))
+        i32::from(rx.pop() != Err(Closed(())) || rx.try_pop() != Err(TryGetError::Closed))
     });
     assert_eq!(consumer.join(), 0);
 }
@@ -308,6 +314,7 @@ fn attach_consumer_in_unrelated_process() {
 
 /// The child side of [`attach_consumer_in_unrelated_process`].
 #[test]
+#[ignore = "child half of a re-exec test: run by common::run_self"]
 fn role_spsc_consumer() {
     let Some(data) = common::role_data("role_spsc_consumer") else {
         return;
@@ -324,8 +331,8 @@ fn role_spsc_consumer() {
                 sum = sum.wrapping_add(v);
                 n += 1;
             }
-            Err(TryPopError::Closed) => break,
-            Err(TryPopError::Empty) => panic!("no item within the deadline"),
+            Err(multiproc::GetTimeoutError::Closed) => break,
+            Err(multiproc::GetTimeoutError::Timeout) => panic!("no item within the deadline"),
         }
     }
     println!("sum={sum} n={n}");
@@ -507,7 +514,7 @@ fn scribbled_indices_never_go_out_of_bounds() {
         assert!(tx.len() <= CAP && rx.len() <= CAP);
         match rx.try_pop() {
             Ok(v) => assert_eq!(v, FILL, "popped a value nobody pushed"),
-            Err(TryPopError::Empty | TryPopError::Closed) => {}
+            Err(TryGetError::Empty | TryGetError::Closed) => {}
         }
         let n = rx.pop_into(&mut buf);
         assert!(n <= CAP);
@@ -745,6 +752,7 @@ fn attached_ends_with_membarrier_refused() {
 
 /// The child side of [`attached_ends_with_membarrier_refused`].
 #[test]
+#[ignore = "child half of a re-exec test: run by common::run_self"]
 fn role_refused_bouncer() {
     let Some(data) = common::role_data("role_refused_bouncer") else {
         return;
@@ -799,6 +807,7 @@ fn channel_made_with_membarrier_refused_is_symmetric() {
 
 /// The child side of [`channel_made_with_membarrier_refused_is_symmetric`].
 #[test]
+#[ignore = "child half of a re-exec test: run by common::run_self"]
 fn role_symmetric_maker() {
     let Some(data) = common::role_data("role_symmetric_maker") else {
         return;

@@ -334,6 +334,7 @@ fn attach_from_unrelated_process() {
 
 /// The child side of [`attach_from_unrelated_process`].
 #[test]
+#[ignore = "child half of a re-exec test: run by common::run_self"]
 fn role_attach_and_modify() {
     let Some(data) = common::role_data("role_attach_and_modify") else {
         return;

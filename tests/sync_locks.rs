@@ -360,6 +360,7 @@ fn locks_attach_from_unrelated_process() {
 
 /// The child side of [`locks_attach_from_unrelated_process`].
 #[test]
+#[ignore = "child half of a re-exec test: run by common::run_self"]
 fn role_use_locks() {
     let Some(data) = common::role_data("role_use_locks") else {
         return;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use multiproc::AtomicValue;
-use multiproc::spsc::{self, TryPopError, TryPushError};
+use multiproc::spsc::{self, TryGetError, TryPutError};
 
 use super::waiting::{Spin, with_watchdog};
 use super::{Handshake, checked_run, two_processes, two_threads};
@@ -123,8 +123,8 @@ fn produce_spsc(tx: &mut spsc::Producer<u64>, n: u64, mode: Mode) -> bool {
                 loop {
                     match tx.try_push(v) {
                         Ok(()) => break,
-                        Err(TryPushError::Full(back)) => v = back,
-                        Err(TryPushError::Closed(_)) => return false,
+                        Err(TryPutError::Full(back)) => v = back,
+                        Err(TryPutError::Closed(_)) => return false,
                     }
                     if !spin.miss() {
                         return false;
@@ -181,8 +181,8 @@ fn consume_spsc(rx: &mut spsc::Consumer<u64>, n: u64, mode: Mode) -> Option<u64>
                             sum = sum.wrapping_add(v);
                             break;
                         }
-                        Err(TryPopError::Empty) => {}
-                        Err(TryPopError::Closed) => return None,
+                        Err(TryGetError::Empty) => {}
+                        Err(TryGetError::Closed) => return None,
                     }
                     if !spin.miss() {
                         return None;

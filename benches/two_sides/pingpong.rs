@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
 use multiproc::AtomicValue;
-use multiproc::spsc::{self, TryPopError, TryPushError};
+use multiproc::spsc::{self, TryGetError, TryPutError};
 
 use super::flow::fresh_channel;
 use super::waiting::{Spin, with_watchdog};
@@ -67,8 +67,8 @@ impl SpscPair {
                     spin.hit();
                     return true;
                 }
-                Err(TryPushError::Full(back)) => v = back,
-                Err(TryPushError::Closed(_)) => return false,
+                Err(TryPutError::Full(back)) => v = back,
+                Err(TryPutError::Closed(_)) => return false,
             }
             if !spin.miss() {
                 return false;
@@ -88,8 +88,8 @@ impl SpscPair {
                     spin.hit();
                     return v == want;
                 }
-                Err(TryPopError::Empty) => {}
-                Err(TryPopError::Closed) => return false,
+                Err(TryGetError::Empty) => {}
+                Err(TryGetError::Closed) => return false,
             }
             if !spin.miss() {
                 return false;

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use multiproc::spsc::{self, Consumer, Producer, TryPopError, TryPushError};
+use multiproc::spsc::{self, Consumer, Producer, TryGetError, TryPutError};
 use multiproc::{
     Closed, Connection, Descriptor, JoinableQueue, MessageQueue, Pipe, Queue, RecvError, SendError,
     TaskDoneError, TryGetError, TryPutError,
@@ -325,12 +325,12 @@ fn run_spsc(cap: usize, ops: Vec<SpscOp>) {
     assert_eq!((tx.capacity(), rx.capacity()), (cap, cap));
     let mut m = Model::new(cap);
     let push_err = |e: TryPutError<u32>| match e {
-        TryPutError::Full(v) => TryPushError::Full(v),
-        TryPutError::Closed(v) => TryPushError::Closed(v),
+        TryPutError::Full(v) => TryPutError::Full(v),
+        TryPutError::Closed(v) => TryPutError::Closed(v),
     };
     let pop_err = |e: TryGetError| match e {
-        TryGetError::Empty => TryPopError::Empty,
-        TryGetError::Closed => TryPopError::Closed,
+        TryGetError::Empty => TryGetError::Empty,
+        TryGetError::Closed => TryGetError::Closed,
     };
     for op in ops {
         match op {
@@ -351,7 +351,7 @@ fn run_spsc(cap: usize, ops: Vec<SpscOp>) {
             SpscOp::Pop => {
                 if !m.items.is_empty() || m.closed {
                     assert_eq!(
-                        rx.pop().map_err(|_| TryPopError::Closed),
+                        rx.pop().map_err(|_| TryGetError::Closed),
                         m.try_get().map_err(pop_err)
                     );
                 }

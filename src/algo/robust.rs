@@ -129,7 +129,7 @@ impl RobustLock {
     /// The uncontended path: the word is 0 (free, no marks) and we claim it.
     #[inline]
     fn fast(word: &AtomicU64, me: Owner) -> bool {
-        // SYNC: Acquire pairs with the Release swap in `unlock`.
+        // SYNC: Acquire pairs with the Release CAS in `unlock`.
         word.compare_exchange(0, me.bits(), Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
@@ -143,7 +143,7 @@ impl RobustLock {
             return None;
         }
         let new = me.bits() | (cur & DIED) | extra;
-        // SYNC: Acquire pairs with the Release swap in `unlock`.
+        // SYNC: Acquire pairs with the Release CAS in `unlock`.
         word.compare_exchange(cur, new, Ordering::Acquire, Ordering::Relaxed)
             .ok()
             .map(|_| {

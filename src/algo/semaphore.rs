@@ -40,11 +40,11 @@ impl RawSemaphore {
     pub fn try_acquire(count: &AtomicU32) -> bool {
         // SYNC: this SeqCst read is the second half of the waiter's side of
         // the Dekker pair in `acquire_slow` (announce, then re-check); it
-        // pairs with the SeqCst CAS on `count` in `release_with`.
+        // pairs with the SeqCst CAS on `count` in `release`.
         let mut c = load_sc(count);
         while c != 0 {
             // SYNC: the acquire half of this SeqCst CAS pairs with the release
-            // half of the CAS in `release_with`: the releaser's writes before
+            // half of the CAS in `release`: the releaser's writes before
             // its release are visible to us once we hold its permit.
             match count.compare_exchange_weak(c, c - 1, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => return true,
@@ -86,7 +86,7 @@ impl RawSemaphore {
         // SYNC: first half of the waiter's side of the Dekker pair: this
         // SeqCst RMW, then the SeqCst read of `count` in `try_acquire`,
         // pair with the SeqCst CAS on `count`, then the SeqCst read of
-        // `waiters`, in `release_with`. In the single total order one of the
+        // `waiters`, in `release`. In the single total order one of the
         // two reads comes last and sees the other side's write.
         waiters.fetch_add(1, Ordering::SeqCst);
         let got = loop {

@@ -16,7 +16,7 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, pidfd_open, waitid};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SpawnFailure};
 use crate::process::exit::Failure;
 use crate::process::status::Inbox;
 
@@ -196,26 +196,30 @@ impl Child {
     /// Waits for a spawned child's handshake (the `STARTED` record). On
     /// failure the child has been reaped (killed first if it stayed silent
     /// past `timeout`), and the error says why.
-    pub(crate) fn handshake(&self, timeout: Duration) -> std::result::Result<(), String> {
+    pub(crate) fn handshake(&self, timeout: Duration) -> std::result::Result<(), SpawnFailure> {
         let deadline = Instant::now() + timeout;
         let mut watch_status = true;
         loop {
             {
                 let mut st = self.lock();
                 st.inbox.fill(self.status.as_fd());
-                let exited = self.reap(&mut st).map_err(|e| e.to_string())?;
+                let exited = self.reap(&mut st).map_err(|e| match e {
+                    Error::Io { op, source } => SpawnFailure::Wait { op, source },
+                    other => SpawnFailure::Wait {
+                        op: "waitid",
+                        source: std::io::Error::other(other.to_string()),
+                    },
+                })?;
                 if st.inbox.started {
                     return Ok(());
                 }
                 if let Some(code) = exited {
                     return Err(match &st.inbox.failure {
-                        Some(f) => f.message().to_owned(),
-                        None => format!(
-                            "the child exited ({}) before its entry point started: does the \
-                             program call multiproc::init first thing in main (in a test \
-                             binary: in the test that Process::for_test names)?",
-                            describe_exit(code)
-                        ),
+                        Some(f) => SpawnFailure::Refused {
+                            code,
+                            message: f.message().to_owned(),
+                        },
+                        None => SpawnFailure::InitMissing { code },
                     });
                 }
                 // Every write end is closed but the child lives: it closed
@@ -227,11 +231,7 @@ impl Child {
                 _ => {
                     let _ = self.signal(Signal::KILL);
                     let _ = self.wait(None);
-                    return Err(format!(
-                        "the child gave no sign of reaching multiproc::init within {timeout:?} \
-                         (it was killed): does the program call multiproc::init first thing \
-                         in main?"
-                    ));
+                    return Err(SpawnFailure::Silent { timeout });
                 }
             };
             // Without a pidfd, wake now and then to look for an exit.
@@ -253,21 +253,16 @@ impl Child {
                 Err(e) => {
                     let _ = self.signal(Signal::KILL);
                     let _ = self.wait(None);
-                    return Err(format!("poll failed: {e} (the child was killed)"));
+                    return Err(SpawnFailure::Wait {
+                        op: "poll",
+                        source: e.into(),
+                    });
                 }
             }
         }
     }
 }
 
-/// "exit code 3" or "killed by signal 9".
-pub(crate) fn describe_exit(code: i32) -> String {
-    if code < 0 {
-        format!("killed by signal {}", -code)
-    } else {
-        format!("exit code {code}")
-    }
-}
 
 fn lost() -> Error {
     Error::io(

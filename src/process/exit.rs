@@ -74,8 +74,9 @@ impl ExitReport {
 /// value's code or, for `Err(e)`, with [`ERROR_EXIT_CODE`] and the message
 /// `format!("{e:?}")` (what a `main` returning `Err` prints).
 ///
-/// A closure whose body only panics returns `!`, which has no
-/// implementation on stable Rust: write it `|| -> () { panic!("...") }`.
+/// A closure that never returns (`|| std::process::exit(5)`,
+/// `|| panic!("...")`) returns `!`, which implements it too: it never
+/// produces a value.
 ///
 /// # Examples
 ///
@@ -113,6 +114,28 @@ impl IntoExitCode for u8 {
 }
 
 impl IntoExitCode for ExitReport {
+    fn into_report(self) -> ExitReport {
+        self
+    }
+}
+
+/// Names the never type `!` on stable Rust, where it can be written only as
+/// a return type: the output of a `fn() -> !`.
+#[doc(hidden)]
+pub trait ReturnType {
+    /// What the function returns.
+    type Output;
+}
+
+impl<O> ReturnType for fn() -> O {
+    type Output = O;
+}
+
+/// `!`, the type of an expression that never produces a value (a closure
+/// that exits or panics returns it).
+type Never = <fn() -> ! as ReturnType>::Output;
+
+impl IntoExitCode for Never {
     fn into_report(self) -> ExitReport {
         self
     }

@@ -15,6 +15,7 @@ pub(crate) mod fork;
 pub(crate) mod registry;
 pub(crate) mod spawn;
 pub(crate) mod status;
+pub mod testing;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -222,9 +223,8 @@ impl<'a> Process<'a> {
 
     /// A process that will re-execute this program and run `entry` in it
     /// ([`StartMethod::Spawn`]). The program must call
-    /// [`init`](crate::init) first thing in `main`, registering `E`; in a
-    /// test binary, name the test that calls it with
-    /// [`for_test`](Process::for_test).
+    /// [`init`](crate::init) first thing in `main`, registering `E` (in a
+    /// test binary: see [`init`](crate::init#test-binaries)).
     ///
     /// `entry` is encoded when the process starts. Shared objects in it
     /// travel as descriptors, and the memfds they live in are inherited by
@@ -337,7 +337,7 @@ impl<'a> Process<'a> {
     /// Spawn only: the command-line arguments the re-executed program gets
     /// after its `argv[0]` (none by default). [`init`](crate::init) ignores
     /// them; they matter for code that runs before it (such as a test
-    /// harness, see [`for_test`](Process::for_test)).
+    /// harness, see [`init`](crate::init#test-binaries)).
     ///
     /// # Examples
     ///
@@ -363,28 +363,6 @@ impl<'a> Process<'a> {
         S: Into<OsString>,
     {
         self.spawn.exec_args = args.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Spawn only, in a test binary: the child runs only the test
-    /// `test_name` (its full path in the test binary, as `cargo test`
-    /// prints it), which must call [`init`](crate::init). The child gets
-    /// `test_name --exact --nocapture --test-threads=1 --quiet`, and its
-    /// stdout is `/dev/null` until `init` runs (the harness's lines stay
-    /// out of the parent's output; the entry prints to the real stdout).
-    /// See [`init`](crate::init#test-binaries).
-    pub fn for_test(mut self, test_name: &str) -> Self {
-        self.spawn.exec_args = [
-            test_name,
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-            "--quiet",
-        ]
-        .into_iter()
-        .map(OsString::from)
-        .collect();
-        self.spawn.hide_stdout_until_init = true;
         self
     }
 
@@ -417,25 +395,20 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ProcessState`] if already started, if this process is a
-    /// daemon and the new one is not, or if this is a spawned child whose
-    /// `main` did not call `init`; [`Error::Spawn`] if a spawned child does
-    /// not reach its entry point (see [`init`](crate::init)), or its entry
+    /// [`Error::AlreadyStarted`] if already started;
+    /// [`Error::DaemonChild`] if this process is a daemon and the new one is
+    /// not; [`Error::InitMissing`] if this is a spawned child whose `main`
+    /// did not call `init`; [`Error::Spawn`] if a spawned child does not
+    /// reach its entry point (see [`init`](crate::init)), or its entry
     /// cannot be encoded; [`Error::Io`] if `fork`, `posix_spawn` or a pipe
     /// fails.
     pub fn start(&mut self) -> Result<()> {
-        let refuse = |reason: &str| Error::ProcessState {
-            name: self.name.clone(),
-            reason: reason.to_owned(),
-        };
+        let name = || self.name.clone();
         if self.child.is_some() {
-            return Err(refuse("already started"));
+            return Err(Error::AlreadyStarted { name: name() });
         }
         if !self.daemon && current::is_daemon() {
-            return Err(refuse(
-                "a daemon process may start only daemon children (it is killed with its \
-                 parent, which would leave non-daemon children orphaned)",
-            ));
+            return Err(Error::DaemonChild { name: name() });
         }
         spawn::check_may_start(&self.name)?;
         let Some(target) = self
@@ -444,7 +417,7 @@ impl<'a> Process<'a> {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         else {
-            return Err(refuse("a process can be started only once"));
+            return Err(Error::AlreadyStarted { name: name() });
         };
         registry::reap();
         let setup = ChildSetup {
@@ -463,9 +436,8 @@ impl<'a> Process<'a> {
     }
 
     fn started(&self) -> Result<&Child> {
-        self.child.as_deref().ok_or_else(|| Error::ProcessState {
+        self.child.as_deref().ok_or_else(|| Error::NotStarted {
             name: self.name.clone(),
-            reason: "not started".to_owned(),
         })
     }
 
@@ -474,7 +446,7 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ProcessState`] if not started; [`Error::Io`] if the child
+    /// [`Error::NotStarted`] if not started; [`Error::Io`] if the child
     /// was reaped by other code (a `waitpid(-1)`, or `SIGCHLD` ignored).
     pub fn join(&self) -> Result<i32> {
         let code = self.started()?.wait(None)?;
@@ -482,12 +454,14 @@ impl<'a> Process<'a> {
         code.ok_or(Error::Timeout)
     }
 
-    /// Waits up to `timeout` for the child to exit: its exit code, or
-    /// `None` if it still runs. Sleeps in the kernel meanwhile.
+    /// Waits up to `timeout` for the child to exit and returns its exit
+    /// code. Sleeps in the kernel meanwhile.
     ///
     /// # Errors
     ///
-    /// As [`join`](Process::join).
+    /// [`Error::Timeout`] if the child still runs when the time is up
+    /// (it runs on: join again, or [`terminate`](Process::terminate) it);
+    /// otherwise as [`join`](Process::join).
     ///
     /// # Examples
     ///
@@ -497,16 +471,21 @@ impl<'a> Process<'a> {
     /// # fn main() -> multiproc::Result<()> {
     /// let mut p = Process::fork(|| std::thread::sleep(Duration::from_secs(10)));
     /// p.start()?;
-    /// assert_eq!(p.join_timeout(Duration::from_millis(50))?, None);
+    /// assert!(matches!(
+    ///     p.join_timeout(Duration::from_millis(50)),
+    ///     Err(multiproc::Error::Timeout)
+    /// ));
     /// assert!(p.is_alive());
     /// p.terminate()?;
     /// assert_eq!(p.join()?, -15);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
+    pub fn join_timeout(&self, timeout: Duration) -> Result<i32> {
         let child = self.started()?;
-        child.wait(Instant::now().checked_add(timeout))
+        child
+            .wait(Instant::now().checked_add(timeout))?
+            .ok_or(Error::Timeout)
     }
 
     /// Whether the child has started and not yet exited (reaps it if it
@@ -551,7 +530,7 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ProcessState`] if not started.
+    /// [`Error::NotStarted`] if not started.
     pub fn terminate(&self) -> Result<()> {
         self.started()?.signal(Signal::TERM)
     }
@@ -560,7 +539,7 @@ impl<'a> Process<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::ProcessState`] if not started.
+    /// [`Error::NotStarted`] if not started.
     pub fn kill(&self) -> Result<()> {
         self.started()?.signal(Signal::KILL)
     }

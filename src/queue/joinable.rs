@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Result;
+use crate::error::{Result, TimedOut};
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::queue::message::{
     RecvError, Ring, SendError, Wait, decode, expect, one_ring, one_ring_size, place_one_ring,
@@ -49,6 +49,12 @@ const _: () = assert!(size_of::<TaskLine>() == TASK_LINE);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("task_done() called more times than messages were put")]
 pub struct TaskDoneError;
+
+impl From<TaskDoneError> for crate::Error {
+    fn from(_: TaskDoneError) -> Self {
+        crate::Error::TaskDone
+    }
+}
 
 /// A [`MessageQueue`](crate::MessageQueue) that also counts unfinished
 /// tasks: Python's `multiprocessing.JoinableQueue`.
@@ -374,7 +380,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     }
 
     /// Sleeps until every message put so far was marked done, for at most
-    /// `timeout`; returns whether they all were.
+    /// `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`](crate::TimedOut) if some were still unfinished when the
+    /// time ran out.
     ///
     /// # Examples
     ///
@@ -383,15 +394,19 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let q = multiproc::JoinableQueue::<u8>::new(4, 8)?;
     /// q.put(1)?;
-    /// assert!(!q.join_timeout(Duration::from_millis(5)));
+    /// assert!(q.join_timeout(Duration::from_millis(5)).is_err());
     /// q.get()?;
     /// q.task_done()?;
-    /// assert!(q.join_timeout(Duration::from_millis(5)));
+    /// q.join_timeout(Duration::from_millis(5))?;
     /// # Ok(())
     /// # }
     /// ```
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.join_until(deadline(timeout))
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), TimedOut> {
+        if self.join_until(deadline(timeout)) {
+            Ok(())
+        } else {
+            Err(TimedOut)
+        }
     }
 
     /// Tasks put and not yet marked done (a snapshot).

@@ -339,6 +339,12 @@ impl Wait {
     pub(crate) fn at_most(timeout: Duration) -> Wait {
         Wait::For(timeout)
     }
+
+    /// Whether running out of room or items means the time ran out (a
+    /// timed wait), rather than "would block" (no wait).
+    fn timed(self) -> bool {
+        !matches!(self, Wait::No)
+    }
 }
 
 /// Puts `bytes` (already checked against the slot room) into `ring`.
@@ -389,6 +395,7 @@ pub(crate) fn send<T: Serialize>(
             });
         }
         put_bytes(ring, buf, wait).map_err(|e| match e {
+            TryPushError::Full(()) if wait.timed() => SendError::Timeout(value),
             TryPushError::Full(()) => SendError::Full(value),
             TryPushError::Closed(()) => SendError::Closed(value),
         })
@@ -410,6 +417,7 @@ pub(crate) fn send_bytes(
         });
     }
     put_bytes(ring, bytes, wait).map_err(|e| match e {
+        TryPushError::Full(()) if wait.timed() => SendError::Timeout(()),
         TryPushError::Full(()) => SendError::Full(()),
         TryPushError::Closed(()) => SendError::Closed(()),
     })
@@ -450,6 +458,7 @@ pub(crate) fn recv_with<R>(
                 reason: "message length larger than its slot (shared memory was overwritten)"
                     .to_owned(),
             }),
+            Err(TryPopError::Empty) if wait.timed() => Err(RecvError::Timeout),
             Err(TryPopError::Empty) => Err(RecvError::Empty),
             Err(TryPopError::Closed) => Err(RecvError::Closed),
         }
@@ -473,8 +482,11 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T
 /// [`Encode`](SendError::Encode)'s reason hands the value back.
 #[non_exhaustive]
 pub enum SendError<T> {
-    /// No room (only from the non-blocking and timed calls).
+    /// No room (only from the non-blocking calls, `try_*`).
     Full(T),
+    /// Still no room when the time ran out (only from the `*_timeout`
+    /// calls).
+    Timeout(T),
     /// The queue (or the connection) is closed.
     Closed(T),
     /// The encoded message is larger than the maximum message size set at
@@ -501,6 +513,7 @@ impl<T> SendError<T> {
     pub fn into_inner(self) -> T {
         match self {
             SendError::Full(v)
+            | SendError::Timeout(v)
             | SendError::Closed(v)
             | SendError::TooLarge { value: v, .. }
             | SendError::Encode { value: v, .. } => v,
@@ -512,6 +525,11 @@ impl<T> SendError<T> {
         matches!(self, SendError::Full(_))
     }
 
+    /// Whether the time ran out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendError::Timeout(_))
+    }
+
     /// Whether the queue or connection is closed.
     pub fn is_closed(&self) -> bool {
         matches!(self, SendError::Closed(_))
@@ -521,6 +539,7 @@ impl<T> SendError<T> {
     fn forget(&self) -> SendError<()> {
         match self {
             SendError::Full(_) => SendError::Full(()),
+            SendError::Timeout(_) => SendError::Timeout(()),
             SendError::Closed(_) => SendError::Closed(()),
             SendError::TooLarge { size, max, .. } => SendError::TooLarge {
                 value: (),
@@ -539,6 +558,7 @@ impl<T> fmt::Debug for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.forget() {
             SendError::Full(()) => f.write_str("Full(..)"),
+            SendError::Timeout(()) => f.write_str("Timeout(..)"),
             SendError::Closed(()) => f.write_str("Closed(..)"),
             SendError::TooLarge { size, max, .. } => f
                 .debug_struct("TooLarge")
@@ -557,6 +577,7 @@ impl<T> fmt::Display for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::Full(_) => f.write_str("the queue is full"),
+            SendError::Timeout(_) => f.write_str("the queue was still full when the time ran out"),
             SendError::Closed(_) => f.write_str("the queue is closed"),
             SendError::TooLarge { size, max, .. } => write!(
                 f,
@@ -569,12 +590,28 @@ impl<T> fmt::Display for SendError<T> {
 
 impl<T> std::error::Error for SendError<T> {}
 
+/// Drops the value and keeps the kind.
+impl<T> From<SendError<T>> for Error {
+    fn from(e: SendError<T>) -> Self {
+        match e {
+            SendError::Full(_) => Error::Full,
+            SendError::Timeout(_) => Error::Timeout,
+            SendError::Closed(_) => Error::Closed,
+            SendError::TooLarge { size, max, .. } => Error::TooLarge { size, max },
+            SendError::Encode { reason, .. } => Error::Encode { reason },
+        }
+    }
+}
+
 /// Why no message was received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RecvError {
-    /// Nothing to take (only from the non-blocking and timed calls).
+    /// Nothing to take (only from the non-blocking calls, `try_*`).
     Empty,
+    /// Still nothing to take when the time ran out (only from the
+    /// `*_timeout` calls).
+    Timeout,
     /// Closed, and every message was taken.
     Closed,
     /// A message was taken but is not a valid encoding of the expected
@@ -595,6 +632,11 @@ impl RecvError {
         matches!(self, RecvError::Empty)
     }
 
+    /// Whether the time ran out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvError::Timeout)
+    }
+
     /// Whether the queue or connection is closed and drained.
     pub fn is_closed(&self) -> bool {
         matches!(self, RecvError::Closed)
@@ -605,6 +647,7 @@ impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RecvError::Empty => f.write_str("the queue is empty"),
+            RecvError::Timeout => f.write_str("the queue was still empty when the time ran out"),
             RecvError::Closed => f.write_str("the queue is closed and empty"),
             RecvError::Decode { len, reason } => {
                 write!(f, "cannot decode a message of {len} bytes: {reason}")
@@ -614,6 +657,17 @@ impl fmt::Display for RecvError {
 }
 
 impl std::error::Error for RecvError {}
+
+impl From<RecvError> for Error {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Empty => Error::Empty,
+            RecvError::Timeout => Error::Timeout,
+            RecvError::Closed => Error::Closed,
+            RecvError::Decode { len, reason } => Error::Decode { len, reason },
+        }
+    }
+}
 
 /// A bounded multi-producer multi-consumer queue of `serde` values in
 /// shared memory: Python's `multiprocessing.Queue` for any picklable
@@ -901,7 +955,7 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     ///
     /// # Errors
     ///
-    /// As [`try_put`](Self::try_put); [`SendError::Full`] if the queue was
+    /// As [`put`](Self::put), plus [`SendError::Timeout`] if the queue was
     /// still full when the timeout elapsed.
     ///
     /// # Examples
@@ -911,7 +965,7 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let q = multiproc::MessageQueue::<u8>::new(1, 8)?;
     /// q.put_timeout(1, Duration::from_millis(5))?;
-    /// assert!(q.put_timeout(2, Duration::from_millis(5)).unwrap_err().is_full());
+    /// assert!(q.put_timeout(2, Duration::from_millis(5)).unwrap_err().is_timeout());
     /// # Ok(())
     /// # }
     /// ```
@@ -974,7 +1028,7 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     ///
     /// # Errors
     ///
-    /// As [`try_get`](Self::try_get); [`RecvError::Empty`] if the queue was
+    /// As [`get`](Self::get), plus [`RecvError::Timeout`] if the queue was
     /// still empty when the timeout elapsed.
     ///
     /// # Examples
@@ -984,7 +1038,7 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     /// use std::time::Duration;
     /// # fn main() -> multiproc::Result<()> {
     /// let q = MessageQueue::<String>::new(4, 64)?;
-    /// assert_eq!(q.get_timeout(Duration::from_millis(5)), Err(RecvError::Empty));
+    /// assert_eq!(q.get_timeout(Duration::from_millis(5)), Err(RecvError::Timeout));
     /// # Ok(())
     /// # }
     /// ```

@@ -4,6 +4,8 @@
 
 pub mod spsc;
 
+pub(crate) mod error;
+
 pub(crate) mod joinable;
 pub(crate) mod message;
 pub(crate) mod mpmc;

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-pub use crate::algo::spsc::{
-    Closed, TryPopError as TryGetError, TryPushError as TryPutError,
-};
+pub use crate::queue::error::{Closed, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -425,9 +423,9 @@ impl<T: Pod> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`TryPutError::Full`] if the queue was still full when the timeout
-    /// elapsed, [`TryPutError::Closed`] if it is (or gets) closed; both with
-    /// the value.
+    /// [`PutTimeoutError::Timeout`] if the queue was still full when the
+    /// timeout elapsed, [`PutTimeoutError::Closed`] if it is (or gets)
+    /// closed; both with the value.
     ///
     /// # Examples
     ///
@@ -436,7 +434,7 @@ impl<T: Pod> Queue<T> {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let q = multiproc::Queue::<u8>::new(1)?;
     /// q.put_timeout(1, Duration::from_millis(5))?;
-    /// assert!(q.put_timeout(2, Duration::from_millis(5)).unwrap_err().is_full());
+    /// assert!(q.put_timeout(2, Duration::from_millis(5)).unwrap_err().is_timeout());
     /// # Ok(())
     /// # }
     /// ```
@@ -445,11 +443,11 @@ impl<T: Pod> Queue<T> {
         &self,
         value: T,
         timeout: Duration,
-    ) -> std::result::Result<(), TryPutError<T>> {
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
         // The clock is read only if the queue is full now.
         match self.raw.try_put(value) {
-            Err(TryPutError::Full(v)) => self.raw.put(v, deadline(timeout)),
-            done => done,
+            Err(TryPutError::Full(v)) => self.raw.put(v, deadline(timeout)).map_err(Into::into),
+            done => done.map_err(Into::into),
         }
     }
 
@@ -515,26 +513,27 @@ impl<T: Pod> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`TryGetError::Empty`] if the queue was still empty when the timeout
-    /// elapsed, [`TryGetError::Closed`] once it is closed and drained.
+    /// [`GetTimeoutError::Timeout`] if the queue was still empty when the
+    /// timeout elapsed, [`GetTimeoutError::Closed`] once it is closed and
+    /// drained.
     ///
     /// # Examples
     ///
     /// ```
-    /// use multiproc::{Queue, TryGetError};
+    /// use multiproc::{GetTimeoutError, Queue};
     /// use std::time::Duration;
     /// # fn main() -> multiproc::Result<()> {
     /// let q = Queue::<u8>::new(4)?;
-    /// assert_eq!(q.get_timeout(Duration::from_millis(5)), Err(TryGetError::Empty));
+    /// assert_eq!(q.get_timeout(Duration::from_millis(5)), Err(GetTimeoutError::Timeout));
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, TryGetError> {
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
         // The clock is read only if the queue is empty now.
         match self.raw.try_get() {
-            Err(TryGetError::Empty) => self.raw.get(deadline(timeout)),
-            done => done,
+            Err(TryGetError::Empty) => self.raw.get(deadline(timeout)).map_err(Into::into),
+            done => done.map_err(Into::into),
         }
     }
 

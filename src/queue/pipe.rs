@@ -324,7 +324,8 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// # Errors
     ///
-    /// As [`try_send`](Self::try_send).
+    /// As [`send`](Self::send), plus [`SendError::Timeout`] if there was
+    /// still no room when the time ran out.
     pub fn send_timeout(
         &self,
         value: T,
@@ -375,7 +376,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// # Errors
     ///
-    /// [`RecvError::Empty`] if nothing came in time, or as
+    /// [`RecvError::Timeout`] if nothing came in time, or as
     /// [`recv`](Self::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
         recv_with(&self.recv, Wait::at_most(timeout), decode::<T>)
@@ -455,7 +456,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// # Errors
     ///
-    /// [`RecvError::Empty`] if nothing came in time, or as
+    /// [`RecvError::Timeout`] if nothing came in time, or as
     /// [`recv_bytes`](Self::recv_bytes).
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
         recv_with(&self.recv, Wait::at_most(timeout), |b| Ok(b.to_vec()))

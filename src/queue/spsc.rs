@@ -70,7 +70,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-pub use crate::algo::spsc::{Closed, TryPopError, TryPushError};
+pub use crate::queue::error::{Closed, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -325,12 +325,12 @@ pub fn shared_align<T>() -> usize {
 /// # Examples
 ///
 /// ```
-/// use multiproc::spsc::{self, TryPushError};
+/// use multiproc::spsc::{self, TryPutError};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let (mut tx, mut rx) = spsc::channel::<u32>(2)?;
 /// tx.try_push(1)?;
 /// tx.push(2)?;
-/// assert!(matches!(tx.try_push(3), Err(TryPushError::Full(3))));
+/// assert!(matches!(tx.try_push(3), Err(TryPutError::Full(3))));
 /// assert_eq!(rx.try_pop()?, 1);
 /// # Ok(())
 /// # }
@@ -410,9 +410,9 @@ impl<T: Pod> Producer<T> {
         loop {
             match self.raw.push(value, None) {
                 Ok(()) => return Ok(()),
-                Err(TryPushError::Closed(v)) => return Err(Closed(v)),
+                Err(TryPutError::Closed(v)) => return Err(Closed(v)),
                 // Without a deadline the wait only ends with room or close.
-                Err(TryPushError::Full(_)) => {}
+                Err(TryPutError::Full(_)) => {}
             }
         }
     }
@@ -422,23 +422,23 @@ impl<T: Pod> Producer<T> {
     ///
     /// # Errors
     ///
-    /// [`TryPushError::Full`] or [`TryPushError::Closed`], with the value.
+    /// [`TryPutError::Full`] or [`TryPutError::Closed`], with the value.
     ///
     /// # Examples
     ///
     /// ```
-    /// use multiproc::spsc::{self, TryPushError};
+    /// use multiproc::spsc::{self, TryPutError};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let (mut tx, _rx) = spsc::channel::<u8>(1)?;
     /// tx.try_push(1)?;
     /// assert_eq!(tx.try_push(2).unwrap_err().into_inner(), 2);
     /// tx.close();
-    /// assert!(matches!(tx.try_push(3), Err(TryPushError::Closed(3))));
+    /// assert!(matches!(tx.try_push(3), Err(TryPutError::Closed(3))));
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn try_push(&mut self, value: T) -> std::result::Result<(), TryPushError<T>> {
+    pub fn try_push(&mut self, value: T) -> std::result::Result<(), TryPutError<T>> {
         self.raw.try_push(value)
     }
 
@@ -447,8 +447,8 @@ impl<T: Pod> Producer<T> {
     ///
     /// # Errors
     ///
-    /// [`TryPushError::Full`] if the channel was still full when the timeout
-    /// elapsed, [`TryPushError::Closed`] if it is (or gets) closed; both
+    /// [`PutTimeoutError::Timeout`] if the channel was still full when the
+    /// timeout elapsed, [`PutTimeoutError::Closed`] if it is (or gets) closed; both
     /// with the value.
     ///
     /// # Examples
@@ -458,7 +458,7 @@ impl<T: Pod> Producer<T> {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let (mut tx, _rx) = multiproc::spsc::channel::<u8>(1)?;
     /// tx.push_timeout(1, Duration::from_millis(5))?;
-    /// assert!(tx.push_timeout(2, Duration::from_millis(5)).unwrap_err().is_full());
+    /// assert!(tx.push_timeout(2, Duration::from_millis(5)).unwrap_err().is_timeout());
     /// # Ok(())
     /// # }
     /// ```
@@ -467,11 +467,11 @@ impl<T: Pod> Producer<T> {
         &mut self,
         value: T,
         timeout: Duration,
-    ) -> std::result::Result<(), TryPushError<T>> {
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
         // The clock is read only if the ring is full now.
         match self.raw.try_push(value) {
-            Err(TryPushError::Full(v)) => self.raw.push(v, deadline(timeout)),
-            done => done,
+            Err(TryPutError::Full(v)) => self.raw.push(v, deadline(timeout)).map_err(Into::into),
+            done => done.map_err(Into::into),
         }
     }
 
@@ -503,13 +503,13 @@ impl<T: Pod> Producer<T> {
     /// # Examples
     ///
     /// ```
-    /// use multiproc::spsc::{self, TryPopError};
+    /// use multiproc::spsc::{self, TryGetError};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let (mut tx, mut rx) = spsc::channel::<u8>(4)?;
     /// tx.push(1)?;
     /// tx.close();
     /// assert_eq!(rx.try_pop(), Ok(1));
-    /// assert_eq!(rx.try_pop(), Err(TryPopError::Closed));
+    /// assert_eq!(rx.try_pop(), Err(TryGetError::Closed));
     /// # Ok(())
     /// # }
     /// ```
@@ -609,10 +609,10 @@ impl<T: Pod> Producer<T> {
 /// # Examples
 ///
 /// ```
-/// use multiproc::spsc::{self, TryPopError};
+/// use multiproc::spsc::{self, TryGetError};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let (mut tx, mut rx) = spsc::channel::<i64>(8)?;
-/// assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+/// assert_eq!(rx.try_pop(), Err(TryGetError::Empty));
 /// tx.push(-1)?;
 /// assert_eq!(rx.pop()?, -1);
 /// # Ok(())
@@ -693,9 +693,9 @@ impl<T: Pod> Consumer<T> {
         loop {
             match self.raw.pop(None) {
                 Ok(v) => return Ok(v),
-                Err(TryPopError::Closed) => return Err(Closed(())),
+                Err(TryGetError::Closed) => return Err(Closed(())),
                 // Without a deadline the wait only ends with an item or close.
-                Err(TryPopError::Empty) => {}
+                Err(TryGetError::Empty) => {}
             }
         }
     }
@@ -705,23 +705,23 @@ impl<T: Pod> Consumer<T> {
     ///
     /// # Errors
     ///
-    /// [`TryPopError::Empty`], or [`TryPopError::Closed`] once the channel
+    /// [`TryGetError::Empty`], or [`TryGetError::Closed`] once the channel
     /// is closed and drained.
     ///
     /// # Examples
     ///
     /// ```
-    /// use multiproc::spsc::{self, TryPopError};
+    /// use multiproc::spsc::{self, TryGetError};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let (mut tx, mut rx) = spsc::channel::<u8>(4)?;
-    /// assert_eq!(rx.try_pop(), Err(TryPopError::Empty));
+    /// assert_eq!(rx.try_pop(), Err(TryGetError::Empty));
     /// tx.push(9)?;
     /// assert_eq!(rx.try_pop(), Ok(9));
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn try_pop(&mut self) -> std::result::Result<T, TryPopError> {
+    pub fn try_pop(&mut self) -> std::result::Result<T, TryGetError> {
         self.raw.try_pop()
     }
 
@@ -730,27 +730,27 @@ impl<T: Pod> Consumer<T> {
     ///
     /// # Errors
     ///
-    /// [`TryPopError::Empty`] if the channel was still empty when the
-    /// timeout elapsed, [`TryPopError::Closed`] once it is closed and
+    /// [`GetTimeoutError::Timeout`] if the channel was still empty when the
+    /// timeout elapsed, [`GetTimeoutError::Closed`] once it is closed and
     /// drained.
     ///
     /// # Examples
     ///
     /// ```
-    /// use multiproc::spsc::{self, TryPopError};
+    /// use multiproc::spsc::{self, GetTimeoutError};
     /// use std::time::Duration;
     /// # fn main() -> multiproc::Result<()> {
     /// let (_tx, mut rx) = spsc::channel::<u8>(4)?;
-    /// assert_eq!(rx.pop_timeout(Duration::from_millis(5)), Err(TryPopError::Empty));
+    /// assert_eq!(rx.pop_timeout(Duration::from_millis(5)), Err(GetTimeoutError::Timeout));
     /// # Ok(())
     /// # }
     /// ```
     #[inline]
-    pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, TryPopError> {
+    pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
         // The clock is read only if the ring is empty now.
         match self.raw.try_pop() {
-            Err(TryPopError::Empty) => self.raw.pop(deadline(timeout)),
-            done => done,
+            Err(TryGetError::Empty) => self.raw.pop(deadline(timeout)).map_err(Into::into),
+            done => done.map_err(Into::into),
         }
     }
 

@@ -9,5 +9,6 @@
 
 pub(crate) mod atfork;
 pub(crate) mod futex;
+pub(crate) mod spawn;
 pub(crate) mod membarrier;
 pub(crate) mod thread;

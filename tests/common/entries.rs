@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use multiproc::testing::ForTest;
 use multiproc::{Entry, Process, StartMethod};
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,7 @@ pub fn process<E: Entry + Send + 'static>(method: StartMethod, entry: E) -> Proc
 /// Joins within the deadline; kills the child and fails the test if not.
 pub fn finish(p: &Process<'_>) -> i32 {
     match p.join_timeout(DEADLINE) {
-        Ok(Some(code)) => code,
+        Ok(code) => code,
         other => {
             let _ = p.kill();
             let _ = p.join();

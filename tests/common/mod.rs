@@ -146,14 +146,15 @@ pub const ROLE_VAR: &str = "MULTIPROC_TEST_ROLE";
 /// Environment variable carrying hex data to the re-executed test.
 pub const DATA_VAR: &str = "MULTIPROC_TEST_DATA";
 
-/// Runs test `test_name` of this same test binary as a separate, unrelated
-/// process (no fork: a fresh exec, no inherited descriptors) with `data` in
-/// its environment; returns its exit code and output. Fails the test after
-/// [`DEADLINE`].
+/// Runs test `test_name` of this same test binary (an `#[ignore]`d child
+/// half) as a separate, unrelated process (no fork: a fresh exec, no
+/// inherited descriptors) with `data` in its environment, with the command
+/// line spawned children get too (`multiproc::testing::child_test_args`);
+/// returns its exit code and output. Fails the test after [`DEADLINE`].
 pub fn run_self(test_name: &str, data: &[u8]) -> (i32, String) {
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = Command::new(exe)
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .args(multiproc::testing::child_test_args(test_name))
         .env(ROLE_VAR, test_name)
         .env(DATA_VAR, to_hex(data))
         .stdin(Stdio::null())
