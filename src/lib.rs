@@ -181,6 +181,7 @@ not_under_loom! {
             TryLockResult,
         },
         rlock::{RLock, RLockGuard},
-        semaphore::{BoundedSemaphore, OverRelease, Semaphore, SemaphoreGuard},
+        bounded_semaphore::BoundedSemaphore,
+        semaphore::{OverRelease, Semaphore, SemaphoreGuard},
     };
 }

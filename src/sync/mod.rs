@@ -6,6 +6,7 @@
 
 pub(crate) mod array;
 pub(crate) mod barrier;
+pub(crate) mod bounded_semaphore;
 pub(crate) mod condition;
 pub(crate) mod event;
 pub(crate) mod lock;

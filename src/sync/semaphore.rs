@@ -7,15 +7,13 @@
 //! types, so their headers carry different fingerprints and attaching one as
 //! the other is an [`Error::LayoutMismatch`](crate::Error::LayoutMismatch).
 //!
-//! As in Python, a bounded semaphore is a semaphore whose release refuses to
-//! pass its bound: every handle keeps the bound it may release up to
-//! (`u32::MAX` for a plain one, the initial value for a bounded one, read
-//! once when placed or attached), so one implementation serves both, and
-//! `BoundedSemaphore` derefs to `Semaphore` for everything but its
-//! constructors and [`max_value`](BoundedSemaphore::max_value).
+//! As in Python, a bounded semaphore (`sync/bounded_semaphore.rs`) is a
+//! semaphore whose release refuses to pass its bound: every handle keeps
+//! the bound it may release up to (`u32::MAX` for a plain one, the initial
+//! value for a bounded one, read once when placed or attached), so one
+//! implementation serves both.
 
 use std::fmt;
-use std::ops::Deref;
 use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
@@ -24,7 +22,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::algo::semaphore::RawSemaphore;
 use crate::algo::wait::deadline;
 use crate::error::{Result, TimedOut, WouldBlock};
-use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::atomic::AtomicU32;
 use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
@@ -41,25 +39,14 @@ struct SemState {
     waiters: u32,
 }
 
-/// A `BoundedSemaphore` in shared memory: `count` and `waiters` as in
-/// [`SemState`] (same offsets), then the bound, written once before publish.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct BoundedSemState {
-    count: u32,
-    waiters: u32,
-    /// The initial value, which `count` may never exceed.
-    max: u32,
-}
-
 /// Field indices (in `u32`s from the start of the state), shared by both
 /// state types.
 const COUNT: usize = 0;
 const WAITERS: usize = 1;
-const MAX: usize = 2;
+pub(super) const MAX: usize = 2;
 
 /// A release that would take a semaphore above its bound: the initial value
-/// of a [`BoundedSemaphore`] (a release without a matching acquire), or
+/// of a [`BoundedSemaphore`](crate::BoundedSemaphore) (a release without a matching acquire), or
 /// `u32::MAX` permits for a [`Semaphore`]. Nothing was changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("semaphore released too many times: its value may not exceed {max}")]
@@ -80,7 +67,7 @@ impl From<OverRelease> for crate::Error {
 /// It holds a number of permits: [`acquire`](Self::acquire) takes one,
 /// sleeping while there is none; [`release`](Self::release) gives one back
 /// (or adds one: nothing checks that releases match acquires, see
-/// [`BoundedSemaphore`] for that; only a count past `u32::MAX` is refused).
+/// [`BoundedSemaphore`](crate::BoundedSemaphore) for that; only a count past `u32::MAX` is refused).
 /// [`access`](Self::access) acquires and returns a guard that releases on
 /// drop, like `with sem:`.
 ///
@@ -110,11 +97,11 @@ impl From<OverRelease> for crate::Error {
 /// ```
 #[derive(Clone)]
 pub struct Semaphore {
-    obj: Placed,
+    pub(super) obj: Placed,
     /// What a release may raise the count to: `u32::MAX`, or a bounded
     /// semaphore's bound, read once when placed or attached (a peer
     /// scribbling over it later cannot change this handle's view).
-    max: u32,
+    pub(super) max: u32,
 }
 
 impl fmt::Debug for Semaphore {
@@ -307,7 +294,7 @@ impl Semaphore {
     /// # Errors
     ///
     /// [`OverRelease`] (nothing changed) if that would take the count past
-    /// the bound: a [`BoundedSemaphore`]'s initial value, or `u32::MAX`.
+    /// the bound: a [`BoundedSemaphore`](crate::BoundedSemaphore)'s initial value, or `u32::MAX`.
     ///
     /// # Examples
     ///
@@ -413,176 +400,7 @@ impl Semaphore {
     }
 }
 
-/// A semaphore whose value may never exceed its initial value: Python's
-/// `multiprocessing.BoundedSemaphore`. A release beyond the initial value,
-/// which catches a release without a matching acquire, is an
-/// [`OverRelease`] error.
-///
-/// Everything but its constructors and [`max_value`](Self::max_value) is
-/// [`Semaphore`]'s, through `Deref` (as Python's class derives from
-/// `Semaphore`); the handle's releases check its bound.
-///
-/// # Examples
-///
-/// ```
-/// use multiproc::BoundedSemaphore;
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let sem = BoundedSemaphore::new(1)?;
-/// sem.acquire();
-/// sem.release()?;
-/// assert!(sem.release().is_err()); // one release too many
-/// assert_eq!(sem.value(), 1);
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct BoundedSemaphore {
-    /// A semaphore handle whose `max` is the bound.
-    sem: Semaphore,
-}
-
-impl fmt::Debug for BoundedSemaphore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BoundedSemaphore")
-            .field("value", &self.value())
-            .field("max", &self.sem.max)
-            .field("place", &self.sem.obj)
-            .finish()
-    }
-}
-
-impl Deref for BoundedSemaphore {
-    type Target = Semaphore;
-
-    fn deref(&self) -> &Semaphore {
-        &self.sem
-    }
-}
-
-impl BoundedSemaphore {
-    /// Places a bounded semaphore with `value` permits, which is also its
-    /// bound, in shared memory.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`](crate::Error::Io) if a new segment cannot be made.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::BoundedSemaphore::new(3)?;
-    /// assert_eq!(sem.max_value(), 3);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn new(value: u32) -> Result<Self> {
-        Self::make(Place::Arena, value)
-    }
-
-    /// Places a bounded semaphore at `offset` of a named segment; see
-    /// [`Semaphore::create_at`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Semaphore::create_at`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use multiproc::{BoundedSemaphore, SharedMemory};
-    /// # fn main() -> multiproc::Result<()> {
-    /// # let name = format!("multiproc-doc-bsem-{}", std::process::id());
-    /// let shm = SharedMemory::create(&name, 4096)?;
-    /// let sem = BoundedSemaphore::create_at(&shm, 0, 2)?;
-    /// assert_eq!(BoundedSemaphore::open_at(&shm, 0)?.max_value(), 2);
-    /// # drop(sem);
-    /// # shm.unlink()?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn create_at(shm: &SharedMemory, offset: usize, value: u32) -> Result<Self> {
-        Self::make(Place::At(shm, offset), value)
-    }
-
-    fn make(place: Place<'_>, value: u32) -> Result<Self> {
-        let layout = ObjectLayout::new::<BoundedSemState>(ObjectKind::Semaphore, 1)?;
-        let obj = place.make(layout, |p| {
-            let state = BoundedSemState {
-                count: value,
-                waiters: 0,
-                max: value,
-            };
-            // SAFETY: the data pointer is aligned and valid for one
-            // BoundedSemState; nobody else can see it before `publish`.
-            unsafe { p.cast::<BoundedSemState>().write(state) }
-        })?;
-        Ok(Self::over(obj))
-    }
-
-    /// The handle over a validated bounded semaphore: its bound is read
-    /// once, here.
-    fn over(obj: Placed) -> Self {
-        let max = obj.state_u32(MAX).load(Ordering::Relaxed);
-        BoundedSemaphore {
-            sem: Semaphore { obj, max },
-        }
-    }
-
-    /// Opens the `BoundedSemaphore` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `BoundedSemaphore` a descriptor names, in this
-    /// process or another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    /// Bytes a `BoundedSemaphore` takes in a segment.
-    pub fn shared_size() -> usize {
-        ObjectLayout::new::<BoundedSemState>(ObjectKind::Semaphore, 1)
-            .map_or(usize::MAX, |l| l.total_size)
-    }
-
-    /// Alignment a `BoundedSemaphore` needs in a segment (64).
-    pub fn shared_align() -> usize {
-        ObjectLayout::new::<BoundedSemState>(ObjectKind::Semaphore, 1)
-            .map_or(usize::MAX, |l| l.align)
-    }
-
-    /// The bound: the initial value, which releases may not exceed.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # fn main() -> multiproc::Result<()> {
-    /// let sem = multiproc::BoundedSemaphore::new(2)?;
-    /// sem.acquire();
-    /// assert_eq!((sem.value(), sem.max_value()), (1, 2));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn max_value(&self) -> u32 {
-        self.sem.max
-    }
-}
-
-/// A permit of a [`Semaphore`] or [`BoundedSemaphore`], held: gives it back
+/// A permit of a [`Semaphore`] or [`BoundedSemaphore`](crate::BoundedSemaphore), held: gives it back
 /// on drop.
 ///
 /// A permit is not tied to a thread, so the guard may move to another one.
@@ -649,39 +467,6 @@ impl Serialize for Semaphore {
 
 /// Attaches to the object an encoded [`Descriptor`] names.
 impl<'de> Deserialize<'de> for Semaphore {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Self::deserialize_object(d)
-    }
-}
-
-// SAFETY: a `BoundedSemState` (three `u32`s, used only atomically) at the
-// data offset of a `Semaphore` header of its fingerprint: all the handle
-// touches.
-unsafe impl SharedObject for BoundedSemaphore {
-    const KIND: ObjectKind = ObjectKind::Semaphore;
-
-    fn expect() -> Expect {
-        Expect::of::<BoundedSemState>()
-    }
-
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
-        Ok(Self::over(obj))
-    }
-
-    fn placed(&self) -> &Placed {
-        &self.sem.obj
-    }
-}
-
-/// Encodes the handle as its [`Descriptor`].
-impl Serialize for BoundedSemaphore {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.serialize_object(s)
-    }
-}
-
-/// Attaches to the object an encoded [`Descriptor`] names.
-impl<'de> Deserialize<'de> for BoundedSemaphore {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)
     }

@@ -1,0 +1,228 @@
+//! [`Consumer`], the receiving end of an [`spsc`](super) channel.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Mapped;
+use crate::algo::spsc::{RawConsumer, RingMemory, SpscState};
+use crate::algo::wait::deadline;
+use crate::error::Result;
+use crate::queue::error::{Closed, GetTimeoutError, TryGetError};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::header::{Expect, ObjectKind};
+use crate::shm::named::SharedMemory;
+use crate::shm::object::{Placed, SharedObject};
+
+/// The receiving end of an [`spsc`](super) channel.
+///
+/// See the [module documentation](super) for the one-consumer rule.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::spsc::{self, TryGetError};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut tx, mut rx) = spsc::channel::<i64>(8)?;
+/// assert_eq!(rx.try_pop(), Err(TryGetError::Empty));
+/// tx.push(-1)?;
+/// assert_eq!(rx.pop()?, -1);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Consumer<T: Pod> {
+    raw: RawConsumer<Mapped<T>>,
+}
+
+impl<T: Pod> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("closed", &self.is_closed())
+            .field("fencing", &self.state().fencing())
+            .field("light", &self.raw.is_light())
+            .field("place", &self.raw.memory().obj)
+            .finish()
+    }
+}
+
+impl<T: Pod> Consumer<T> {
+        /// Opens the `Consumer<T>` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
+
+    /// Attaches to the `Consumer<T>` a descriptor names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    pub(super) fn over(obj: Placed) -> Self {
+        Consumer {
+            raw: RawConsumer::new(Mapped::new(obj)),
+        }
+    }
+
+    fn state(&self) -> &SpscState {
+        self.raw.memory().state()
+    }
+
+    /// Takes the oldest value, sleeping while the channel is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] once the channel is closed and every value was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, mut rx) = multiproc::spsc::channel::<u32>(4)?;
+    /// tx.push(1)?;
+    /// tx.close();
+    /// assert_eq!(rx.pop()?, 1);
+    /// assert!(rx.pop().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn pop(&mut self) -> std::result::Result<T, Closed> {
+        loop {
+            match self.raw.pop(None) {
+                Ok(v) => return Ok(v),
+                Err(TryGetError::Closed) => return Err(Closed(())),
+                // Without a deadline the wait only ends with an item or close.
+                Err(TryGetError::Empty) => {}
+            }
+        }
+    }
+
+    /// Takes the oldest value if there is one, without blocking (Python's
+    /// `get_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// [`TryGetError::Empty`], or [`TryGetError::Closed`] once the channel
+    /// is closed and drained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::spsc::{self, TryGetError};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, mut rx) = spsc::channel::<u8>(4)?;
+    /// assert_eq!(rx.try_pop(), Err(TryGetError::Empty));
+    /// tx.push(9)?;
+    /// assert_eq!(rx.try_pop(), Ok(9));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn try_pop(&mut self) -> std::result::Result<T, TryGetError> {
+        self.raw.try_pop()
+    }
+
+    /// Takes the oldest value, sleeping while the channel is empty, for at
+    /// most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetTimeoutError::Timeout`] if the channel was still empty when the
+    /// timeout elapsed, [`GetTimeoutError::Closed`] once it is closed and
+    /// drained.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::spsc::{self, GetTimeoutError};
+    /// use std::time::Duration;
+    /// # fn main() -> multiproc::Result<()> {
+    /// let (_tx, mut rx) = spsc::channel::<u8>(4)?;
+    /// assert_eq!(rx.pop_timeout(Duration::from_millis(5)), Err(GetTimeoutError::Timeout));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
+        // The clock is read only if the ring is empty now.
+        match self.raw.try_pop() {
+            Err(TryGetError::Empty) => self.raw.pop(deadline(timeout)).map_err(Into::into),
+            done => done.map_err(Into::into),
+        }
+    }
+
+    /// Takes up to `dst.len()` values into `dst`, oldest first, publishing
+    /// the new position once; returns how many. Never blocks; returns 0
+    /// when the channel is empty (see [`try_pop`](Self::try_pop) to tell
+    /// empty from closed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut tx, mut rx) = multiproc::spsc::channel::<u8>(8)?;
+    /// tx.push_slice(&[1, 2, 3]);
+    /// let mut buf = [0; 2];
+    /// assert_eq!(rx.pop_into(&mut buf), 2);
+    /// assert_eq!(buf, [1, 2]);
+    /// assert_eq!(rx.pop_into(&mut buf), 1);
+    /// assert_eq!(buf[0], 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn pop_into(&mut self, dst: &mut [T]) -> usize {
+        self.raw.pop_into(dst)
+    }
+
+    ring_queries!();
+}
+
+// SAFETY: as for `Producer<T>`.
+unsafe impl<T: Pod> SharedObject for Consumer<T> {
+    const KIND: ObjectKind = ObjectKind::Spsc;
+    const LEN: Option<u64> = None;
+
+    fn expect() -> Expect {
+        Expect::of::<T>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.raw.memory().obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl<T: Pod> Serialize for Consumer<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de, T: Pod> Deserialize<'de> for Consumer<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
+    }
+}

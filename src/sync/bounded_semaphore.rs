@@ -1,0 +1,229 @@
+//! `BoundedSemaphore` (Python's `multiprocessing.BoundedSemaphore`): a
+//! [`Semaphore`] whose handle keeps a bound, and derefs to it.
+
+use std::fmt;
+use std::ops::Deref;
+
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Result;
+use crate::loom::atomic::Ordering;
+use crate::shm::descriptor::Descriptor;
+use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
+use crate::shm::named::SharedMemory;
+use crate::shm::object::{Place, Placed, SharedObject};
+use crate::sync::semaphore::{MAX, Semaphore};
+
+/// A `BoundedSemaphore` in shared memory: `count` and `waiters` as in
+/// `SemState` (same offsets), then the bound, written once before publish.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct BoundedSemState {
+    count: u32,
+    waiters: u32,
+    /// The initial value, which `count` may never exceed.
+    max: u32,
+}
+
+/// A semaphore whose value may never exceed its initial value: Python's
+/// `multiprocessing.BoundedSemaphore`. A release beyond the initial value,
+/// which catches a release without a matching acquire, is an
+/// [`OverRelease`](crate::OverRelease) error.
+///
+/// Everything but its constructors and [`max_value`](Self::max_value) is
+/// [`Semaphore`]'s, through `Deref` (as Python's class derives from
+/// `Semaphore`); the handle's releases check its bound.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::BoundedSemaphore;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sem = BoundedSemaphore::new(1)?;
+/// sem.acquire();
+/// sem.release()?;
+/// assert!(sem.release().is_err()); // one release too many
+/// assert_eq!(sem.value(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct BoundedSemaphore {
+    /// A semaphore handle whose `max` is the bound.
+    sem: Semaphore,
+}
+
+impl fmt::Debug for BoundedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSemaphore")
+            .field("value", &self.value())
+            .field("max", &self.sem.max)
+            .field("place", &self.sem.obj)
+            .finish()
+    }
+}
+
+impl Deref for BoundedSemaphore {
+    type Target = Semaphore;
+
+    fn deref(&self) -> &Semaphore {
+        &self.sem
+    }
+}
+
+impl BoundedSemaphore {
+    /// Places a bounded semaphore with `value` permits, which is also its
+    /// bound, in shared memory.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) if a new segment cannot be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let sem = multiproc::BoundedSemaphore::new(3)?;
+    /// assert_eq!(sem.max_value(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(value: u32) -> Result<Self> {
+        Self::make(Place::Arena, value)
+    }
+
+    /// Places a bounded semaphore at `offset` of a named segment; see
+    /// [`Semaphore::create_at`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Semaphore::create_at`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::{BoundedSemaphore, SharedMemory};
+    /// # fn main() -> multiproc::Result<()> {
+    /// # let name = format!("multiproc-doc-bsem-{}", std::process::id());
+    /// let shm = SharedMemory::create(&name, 4096)?;
+    /// let sem = BoundedSemaphore::create_at(&shm, 0, 2)?;
+    /// assert_eq!(BoundedSemaphore::open_at(&shm, 0)?.max_value(), 2);
+    /// # drop(sem);
+    /// # shm.unlink()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create_at(shm: &SharedMemory, offset: usize, value: u32) -> Result<Self> {
+        Self::make(Place::At(shm, offset), value)
+    }
+
+    fn make(place: Place<'_>, value: u32) -> Result<Self> {
+        let layout = ObjectLayout::new::<BoundedSemState>(ObjectKind::Semaphore, 1)?;
+        let obj = place.make(layout, |p| {
+            let state = BoundedSemState {
+                count: value,
+                waiters: 0,
+                max: value,
+            };
+            // SAFETY: the data pointer is aligned and valid for one
+            // BoundedSemState; nobody else can see it before `publish`.
+            unsafe { p.cast::<BoundedSemState>().write(state) }
+        })?;
+        Ok(Self::over(obj))
+    }
+
+    /// The handle over a validated bounded semaphore: its bound is read
+    /// once, here.
+    fn over(obj: Placed) -> Self {
+        let max = obj.state_u32(MAX).load(Ordering::Relaxed);
+        BoundedSemaphore {
+            sem: Semaphore { obj, max },
+        }
+    }
+
+    /// Opens the `BoundedSemaphore` placed at `offset` of a named segment.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
+
+    /// Attaches to the `BoundedSemaphore` a descriptor names, in this
+    /// process or another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// A descriptor from which another process can [`attach`](Self::attach).
+    pub fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+
+    /// Bytes a `BoundedSemaphore` takes in a segment.
+    pub fn shared_size() -> usize {
+        ObjectLayout::new::<BoundedSemState>(ObjectKind::Semaphore, 1)
+            .map_or(usize::MAX, |l| l.total_size)
+    }
+
+    /// Alignment a `BoundedSemaphore` needs in a segment (64).
+    pub fn shared_align() -> usize {
+        ObjectLayout::new::<BoundedSemState>(ObjectKind::Semaphore, 1)
+            .map_or(usize::MAX, |l| l.align)
+    }
+
+    /// The bound: the initial value, which releases may not exceed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let sem = multiproc::BoundedSemaphore::new(2)?;
+    /// sem.acquire();
+    /// assert_eq!((sem.value(), sem.max_value()), (1, 2));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_value(&self) -> u32 {
+        self.sem.max
+    }
+}
+
+// SAFETY: a `BoundedSemState` (three `u32`s, used only atomically) at the
+// data offset of a `Semaphore` header of its fingerprint: all the handle
+// touches.
+unsafe impl SharedObject for BoundedSemaphore {
+    const KIND: ObjectKind = ObjectKind::Semaphore;
+
+    fn expect() -> Expect {
+        Expect::of::<BoundedSemState>()
+    }
+
+    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+        Ok(Self::over(obj))
+    }
+
+    fn placed(&self) -> &Placed {
+        &self.sem.obj
+    }
+}
+
+/// Encodes the handle as its [`Descriptor`].
+impl Serialize for BoundedSemaphore {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.serialize_object(s)
+    }
+}
+
+/// Attaches to the object an encoded [`Descriptor`] names.
+impl<'de> Deserialize<'de> for BoundedSemaphore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Self::deserialize_object(d)
+    }
+}
