@@ -22,6 +22,7 @@
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
+use multiproc::SharedObject;
 use multiproc::{
     Array, AtomicValue, Barrier, Event, MessageQueue, Mutex, Process, Queue, RawArray, RecvError,
     Value,

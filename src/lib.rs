@@ -153,6 +153,12 @@ not_under_loom! {
     };
     #[doc(hidden)]
     pub use process::testing;
+
+    /// The traits a program that shares objects between processes uses:
+    /// `use multiproc::prelude::*;`.
+    pub mod prelude {
+        pub use crate::shm::object::SharedObject;
+    }
     pub use queue::joinable::{JoinableQueue, TaskDoneError};
     pub use queue::message::{MessageQueue, RecvError, SendError};
     pub use queue::error::{Closed, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
@@ -164,6 +170,7 @@ not_under_loom! {
         array::RawArray,
         atomic::{AtomicInt, AtomicValue},
         descriptor::Descriptor,
+        object::SharedObject,
         named::{MAX_NAME_LEN, SharedMemory},
         segment::SegmentRef,
         value::RawValue,

@@ -6,6 +6,7 @@
 mod common;
 
 use common::ShmName;
+use multiproc::SharedObject;
 use multiproc::{
     Array, AtomicValue, Descriptor, Error, Fingerprint, ObjectKind, RLock, RawArray, RawValue,
     SegmentRef, SharedMemory, Value,

@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::Ordering::SeqCst;
 
 use common::{ShmName, fork};
+use multiproc::SharedObject;
 use multiproc::{Array, AtomicValue, Error, SharedMemory, Value};
 
 #[test]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::entries::{BOTH, Sleep, finish, process};
 use common::{DEADLINE, ShmName};
+use multiproc::SharedObject;
 use multiproc::testing::ForTest;
 use multiproc::{
     Array, AtomicValue, Barrier, BoundedSemaphore, Condition, Connection, Descriptor, Entry,

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use common::{DEADLINE, ShmName, fork};
+use multiproc::SharedObject;
 use multiproc::{
     AtomicValue, Connection, Descriptor, Error, JoinableQueue, MessageQueue, Pipe, Queue,
     RecvError, SendError, SharedMemory, TaskDoneError, pipe,

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use common::{ShmName, fork};
+use multiproc::SharedObject;
 use multiproc::{
     AtomicValue, Closed, Descriptor, Error, Queue, RawArray, SharedMemory, TryGetError,
     TryPutError, Value,

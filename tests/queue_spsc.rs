@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use common::{ShmName, fork};
+use multiproc::SharedObject;
 use multiproc::spsc::{self, Closed, Consumer, Producer, TryGetError, TryPutError};
 use multiproc::{AtomicValue, Descriptor, Error, SharedMemory, Value};
 

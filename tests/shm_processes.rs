@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use common::{fork, fork_all};
+use multiproc::SharedObject;
 use multiproc::{Array, AtomicValue, Descriptor, RawArray, RawValue, SegmentRef, Value};
 
 /// The classic: a child sets a float and negates an array; the parent sees both.

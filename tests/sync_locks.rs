@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use common::{fork, fork_all};
+use multiproc::SharedObject;
 use multiproc::{Array, AtomicValue, Lock, Mutex, NotOwner, RLock, RawValue, TryLockError, Value};
 
 /// Generous bound for a lock that must come free: a broken lock fails the

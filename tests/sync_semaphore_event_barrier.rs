@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use common::{fork, fork_all};
+use multiproc::SharedObject;
 use multiproc::{
     AtomicValue, Barrier, BoundedSemaphore, Descriptor, Error, Event, OverRelease, Semaphore,
 };

@@ -29,11 +29,13 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use multiproc::SharedObject;
 use multiproc::spsc::{Consumer, Producer};
 use multiproc::{
     Array, AtomicValue, Barrier, BoundedSemaphore, Condition, Connection, Descriptor, Event,
-    Fingerprint, JoinableQueue, Lock, MessageQueue, Mutex, ObjectKind, Queue, RLock, RawArray,
-    RawValue, SegmentRef, Semaphore, SharedMemory, TryLockError, TryLockResult, Value,
+    Fingerprint, JoinableQueue, Lock, LockTimeoutError, LockTimeoutResult, MessageQueue, Mutex,
+    ObjectKind, Queue, RLock, RawArray, RawValue, SegmentRef, Semaphore, SharedMemory,
+    TryLockError, TryLockResult, Value,
 };
 use serde::Serialize;
 
@@ -58,6 +60,15 @@ fn taken<G>(r: TryLockResult<G>) -> Option<G> {
         Ok(g) => Some(g),
         Err(TryLockError::OwnerDied(e)) => Some(e.into_inner()),
         Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// As [`taken`], for a timed lock.
+fn timed_taken<G>(r: LockTimeoutResult<G>) -> Option<G> {
+    match r {
+        Ok(g) => Some(g),
+        Err(LockTimeoutError::OwnerDied(e)) => Some(e.into_inner()),
+        Err(LockTimeoutError::Timeout) => None,
     }
 }
 
@@ -115,7 +126,7 @@ targets! {
     RawArrayUnit: RawArray<()> => RawArray::create_at(shm, off, len);
     AtomicU64: AtomicValue<u64> => AtomicValue::create_at(shm, off, 7u64);
     MutexU32: Mutex<u32> => Mutex::create_at(shm, off, 7u32);
-    Lock: Lock => Lock::create_at(shm, off, ());
+    Lock: Lock => Lock::create_at(shm, off);
     RLock: RLock => RLock::create_at(shm, off);
     Semaphore: Semaphore => Semaphore::create_at(shm, off, 2);
     Bounded: BoundedSemaphore => BoundedSemaphore::create_at(shm, off, 2);
@@ -573,11 +584,11 @@ fn run_ops(obj: &mut Obj, ops: &[Op], env: &Env) {
             Obj::ValueU64(v) => match c % 3 {
                 0 | 1 => {
                     let g = if c % 3 == 0 {
-                        v.try_lock()
+                        taken(v.try_lock())
                     } else {
-                        v.lock_timeout(t)
+                        timed_taken(v.lock_timeout(t))
                     };
-                    if let Some(mut g) = taken(g) {
+                    if let Some(mut g) = g {
                         *g = g.wrapping_add(u64::from(a));
                         if b % 2 == 0 {
                             g.mark_consistent();
@@ -617,11 +628,11 @@ fn run_ops(obj: &mut Obj, ops: &[Op], env: &Env) {
             }
             Obj::MutexU32(m) => {
                 let g = if c % 2 == 0 {
-                    m.try_lock()
+                    taken(m.try_lock())
                 } else {
-                    m.lock_timeout(t)
+                    timed_taken(m.lock_timeout(t))
                 };
-                if let Some(mut g) = taken(g) {
+                if let Some(mut g) = g {
                     *g = g.wrapping_add(a);
                     if c % 4 < 2 {
                         g.mark_consistent();
@@ -631,7 +642,7 @@ fn run_ops(obj: &mut Obj, ops: &[Op], env: &Env) {
             }
             Obj::Lock(l) => match c % 3 {
                 0 => drop(taken(l.try_lock())),
-                1 => drop(taken(l.lock_timeout(t))),
+                1 => drop(timed_taken(l.lock_timeout(t))),
                 // Not held by us (unless the garbage names this thread).
                 _ => drop(l.release()),
             },
@@ -639,21 +650,21 @@ fn run_ops(obj: &mut Obj, ops: &[Op], env: &Env) {
                 0 => {
                     if let Some(g) = taken(l.try_lock()) {
                         // Re-entry while held.
-                        let inner = taken(l.lock_timeout(t));
+                        let inner = timed_taken(l.lock_timeout(t));
                         let _ = l.count();
                         drop(inner);
                         drop(g);
                     }
                 }
-                1 => drop(taken(l.lock_timeout(t))),
+                1 => drop(timed_taken(l.lock_timeout(t))),
                 2 => drop(l.release()),
                 _ => drop((l.count(), l.is_owned())),
             },
             Obj::Semaphore(s) => match c % 5 {
                 0 => drop(s.try_acquire()),
                 1 => drop(s.acquire_timeout(t)),
-                2 => s.release(),
-                3 => s.release_n(a),
+                2 => drop(s.release()),
+                3 => drop(s.release_n(a)),
                 _ => drop((s.value(), s.access_timeout(t))),
             },
             Obj::Bounded(s) => match c % 5 {
@@ -679,7 +690,7 @@ fn run_ops(obj: &mut Obj, ops: &[Op], env: &Env) {
                 0 => cv.notify_one(),
                 1 => cv.notify_all(),
                 _ => {
-                    let g = taken(env.mutex.lock_timeout(Duration::from_secs(5)))
+                    let g = timed_taken(env.mutex.lock_timeout(Duration::from_secs(5)))
                         .expect("our own mutex is free");
                     match cv.wait_timeout(g, t) {
                         Ok((g, _)) => drop(g),
@@ -788,11 +799,11 @@ fn array_ops<T: bytemuck::Pod + PartialEq + std::fmt::Debug>(
     let len = arr.len();
     let zst = size_of::<T>() == 0;
     let g = if c.is_multiple_of(2) {
-        arr.try_lock()
+        taken(arr.try_lock())
     } else {
-        arr.lock_timeout(t)
+        timed_taken(arr.lock_timeout(t))
     };
-    let Some(mut g) = taken(g) else {
+    let Some(mut g) = g else {
         // Held by someone (the garbage says): only the lock-free calls.
         let _ = (arr.len(), arr.as_ptr());
         return;

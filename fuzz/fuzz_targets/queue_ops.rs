@@ -33,10 +33,11 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use multiproc::spsc::{self, Consumer, Producer, TryGetError, TryPutError};
+use multiproc::SharedObject;
+use multiproc::spsc::{self, Consumer, Producer};
 use multiproc::{
-    Closed, Connection, Descriptor, JoinableQueue, MessageQueue, Pipe, Queue, RecvError, SendError,
-    TaskDoneError, TryGetError, TryPutError,
+    Closed, Connection, Descriptor, GetTimeoutError, JoinableQueue, MessageQueue, Pipe,
+    PutTimeoutError, Queue, RecvError, SendError, TaskDoneError, TryGetError, TryPutError,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -259,7 +260,10 @@ fn run_mpmc(cap: usize, ops: Vec<QueueOp>) {
                 }
             }
             QueueOp::TryPut(v) => assert_eq!(q.try_put(v), m.try_put(v)),
-            QueueOp::PutTimeout(v, w) => assert_eq!(q.put_timeout(v, w.duration()), m.try_put(v)),
+            QueueOp::PutTimeout(v, w) => assert_eq!(
+                q.put_timeout(v, w.duration()),
+                m.try_put(v).map_err(PutTimeoutError::from)
+            ),
             QueueOp::Get => {
                 // `get` blocks only on an empty, open queue.
                 if !m.items.is_empty() || m.closed {
@@ -267,7 +271,10 @@ fn run_mpmc(cap: usize, ops: Vec<QueueOp>) {
                 }
             }
             QueueOp::TryGet => assert_eq!(q.try_get(), m.try_get()),
-            QueueOp::GetTimeout(w) => assert_eq!(q.get_timeout(w.duration()), m.try_get()),
+            QueueOp::GetTimeout(w) => assert_eq!(
+                q.get_timeout(w.duration()),
+                m.try_get().map_err(GetTimeoutError::from)
+            ),
             QueueOp::PutSlice(src) => assert_eq!(q.put_slice(&src), m.put_slice(&src)),
             QueueOp::GetInto(k) => {
                 let mut dst = vec![0; usize::from(k % 80)];
@@ -345,7 +352,7 @@ fn run_spsc(cap: usize, ops: Vec<SpscOp>) {
             SpscOp::TryPush(v) => assert_eq!(tx.try_push(v), m.try_put(v).map_err(push_err)),
             SpscOp::PushTimeout(v, w) => assert_eq!(
                 tx.push_timeout(v, w.duration()),
-                m.try_put(v).map_err(push_err)
+                m.try_put(v).map_err(PutTimeoutError::from)
             ),
             SpscOp::PushSlice(src) => assert_eq!(tx.push_slice(&src), m.put_slice(&src)),
             SpscOp::Pop => {
@@ -358,7 +365,10 @@ fn run_spsc(cap: usize, ops: Vec<SpscOp>) {
             }
             SpscOp::TryPop => assert_eq!(rx.try_pop(), m.try_get().map_err(pop_err)),
             SpscOp::PopTimeout(w) => {
-                assert_eq!(rx.pop_timeout(w.duration()), m.try_get().map_err(pop_err))
+                assert_eq!(
+                    rx.pop_timeout(w.duration()),
+                    m.try_get().map_err(GetTimeoutError::from)
+                )
             }
             SpscOp::PopInto(k) => {
                 let mut dst = vec![0; usize::from(k % 80)];
@@ -417,15 +427,33 @@ fn run_spsc(cap: usize, ops: Vec<SpscOp>) {
 enum Sent<V> {
     Ok,
     Full(V),
+    Timeout(V),
     Closed(V),
     TooLarge { value: V, size: usize, max: usize },
     Encode,
+}
+
+/// What a timed send reports where a non-blocking one reports `Full`.
+fn timed<V>(s: Sent<V>) -> Sent<V> {
+    match s {
+        Sent::Full(v) => Sent::Timeout(v),
+        other => other,
+    }
+}
+
+/// What a timed receive reports where a non-blocking one reports `Empty`.
+fn timed_recv<V>(r: Result<V, RecvError>) -> Result<V, RecvError> {
+    r.map_err(|e| match e {
+        RecvError::Empty => RecvError::Timeout,
+        other => other,
+    })
 }
 
 fn sent<V>(r: Result<(), SendError<V>>) -> Sent<V> {
     match r {
         Ok(()) => Sent::Ok,
         Err(SendError::Full(v)) => Sent::Full(v),
+        Err(SendError::Timeout(v)) => Sent::Timeout(v),
         Err(SendError::Closed(v)) => Sent::Closed(v),
         Err(SendError::TooLarge { value, size, max }) => Sent::TooLarge { value, size, max },
         Err(_) => Sent::Encode,
@@ -587,10 +615,10 @@ macro_rules! msg_queue {
                 $q::max_message_size(self)
             }
             fn descriptor(&self) -> Descriptor {
-                $q::descriptor(self)
+                SharedObject::descriptor(self)
             }
             fn attach(d: &Descriptor) -> multiproc::Result<Self> {
-                $q::attach(d)
+                <Self as SharedObject>::attach(d)
             }
             fn task_done(&$s) -> Option<Result<(), TaskDoneError>> {
                 $done
@@ -609,7 +637,7 @@ msg_queue!(MessageQueue, |self| None, |_| None, None);
 msg_queue!(
     JoinableQueue,
     |self| Some(JoinableQueue::task_done(self)),
-    |t| Some(JoinableQueue::join_timeout(self, t)),
+    |t| Some(JoinableQueue::join_timeout(self, t).is_ok()),
     Some(JoinableQueue::unfinished_tasks(self))
 );
 
@@ -648,7 +676,7 @@ where
             }
             MsgOp::PutTimeout(v, w) => assert_eq!(
                 sent(q.put_timeout(v.clone(), w.duration())),
-                model_send(v, &mut m, closed)
+                timed(model_send(v, &mut m, closed))
             ),
             MsgOp::Get => {
                 if !m.items.is_empty() || closed {
@@ -657,7 +685,10 @@ where
             }
             MsgOp::TryGet => assert_eq!(received(q.try_get()), m.recv_typed(closed)),
             MsgOp::GetTimeout(w) => {
-                assert_eq!(received(q.get_timeout(w.duration())), m.recv_typed(closed))
+                assert_eq!(
+                    received(q.get_timeout(w.duration())),
+                    timed_recv(m.recv_typed(closed))
+                )
             }
             MsgOp::Len => assert_eq!(q.len(), m.items.len()),
             MsgOp::IsEmpty => assert_eq!(q.is_empty(), m.items.is_empty()),
@@ -766,7 +797,7 @@ fn run_pipe(cap: usize, asked: usize, ops: Vec<PipeOp>) {
                 let bytes = encode(&v);
                 assert_eq!(
                     sent(c.send_timeout(v.clone(), w.duration())),
-                    d.send(v, bytes, closed)
+                    timed(d.send(v, bytes, closed))
                 );
             }
             PipeOp::SendBytes(e, raw) => {
@@ -779,7 +810,7 @@ fn run_pipe(cap: usize, asked: usize, ops: Vec<PipeOp>) {
                 let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(e)]);
                 assert_eq!(
                     sent(c.send_bytes_timeout(&raw, w.duration())),
-                    d.send((), raw, closed)
+                    timed(d.send((), raw, closed))
                 );
             }
             PipeOp::Recv(e) => {
@@ -794,7 +825,10 @@ fn run_pipe(cap: usize, asked: usize, ops: Vec<PipeOp>) {
             }
             PipeOp::RecvTimeout(e, w) => {
                 let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(!e)]);
-                assert_eq!(received(c.recv_timeout(w.duration())), d.recv_typed(closed));
+                assert_eq!(
+                    received(c.recv_timeout(w.duration())),
+                    timed_recv(d.recv_typed(closed))
+                );
             }
             PipeOp::RecvBytes(e) => {
                 let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(!e)]);
@@ -804,7 +838,10 @@ fn run_pipe(cap: usize, asked: usize, ops: Vec<PipeOp>) {
             }
             PipeOp::RecvBytesTimeout(e, w) => {
                 let (c, d) = (&ends[usize::from(e)], &mut dirs[usize::from(!e)]);
-                assert_eq!(c.recv_bytes_timeout(w.duration()), d.recv(closed));
+                assert_eq!(
+                    c.recv_bytes_timeout(w.duration()),
+                    timed_recv(d.recv(closed))
+                );
             }
             PipeOp::Poll(e, w) => {
                 let (c, d) = (&ends[usize::from(e)], &dirs[usize::from(!e)]);

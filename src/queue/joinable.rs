@@ -27,8 +27,7 @@ use crate::algo::eventcount::EventCount;
 use crate::algo::mpmc::STATE_BYTES;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::descriptor::Descriptor;
-use crate::shm::object::{Placed, SharedObject};
+use crate::shm::object::{Object, Placed};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sys::futex::Futex;
@@ -182,31 +181,7 @@ impl<T> JoinableQueue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
-        /// Opens the `JoinableQueue<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `JoinableQueue<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    fn over(obj: Placed) -> Self {
+        fn over(obj: Placed) -> Self {
         JoinableQueue {
             ring: one_ring(obj),
             _t: PhantomData,
@@ -425,7 +400,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
 
 // SAFETY: the unfinished-task line, then the layout of a `MessageQueue<T>`, at
 // the data offset of a `Joinable` header: all the handle reads and writes.
-unsafe impl<T: Serialize + DeserializeOwned> SharedObject for JoinableQueue<T> {
+unsafe impl<T: Serialize + DeserializeOwned> Object for JoinableQueue<T> {
     const KIND: ObjectKind = ObjectKind::Joinable;
     const LEN: Option<u64> = None;
 
@@ -442,14 +417,14 @@ unsafe impl<T: Serialize + DeserializeOwned> SharedObject for JoinableQueue<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Serialize + DeserializeOwned> Serialize for JoinableQueue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableQueue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

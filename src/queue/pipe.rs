@@ -22,10 +22,9 @@ use crate::queue::message::{
 };
 use crate::algo::mpmc::{RawQueue, STATE_BYTES};
 use crate::algo::wait::deadline;
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 
 /// Options for a new pipe: capacity and maximum message size of each
 /// direction. [`pipe`] uses the defaults.
@@ -91,7 +90,7 @@ impl Pipe {
     }
 
     /// Places the pipe at `offset` of a named segment and returns its two
-    /// ends; unrelated processes get them with [`open_at`](Self::open_at).
+    /// ends; unrelated processes get them with [`open_at`](crate::SharedObject::open_at).
     /// `offset` must be a multiple of 64 with
     /// [`shared_size`](Self::shared_size) bytes free after it.
     ///
@@ -200,7 +199,7 @@ pub fn pipe<T: Serialize + DeserializeOwned>() -> Result<(Connection<T>, Connect
 ///
 /// Like the ends of Python's `Pipe()`, a `Connection` may be handed to
 /// another process (a forked child's copy, or
-/// [`attach`](Self::attach) from its [`descriptor`](Self::descriptor)).
+/// [`attach`](crate::SharedObject::attach) from its [`descriptor`](crate::SharedObject::descriptor)).
 /// Several processes may use one end at once (each message goes to one
 /// receiver), though a pipe is meant for two parties.
 ///
@@ -264,38 +263,6 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             end,
             _t: PhantomData,
         })
-    }
-
-    /// Attaches to the pipe end a [`Descriptor`](crate::Descriptor) from
-    /// [`descriptor`](Self::descriptor) names, in this process or another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at)
-    /// (a part other than 0 or 1 is an [`Error::InvalidDescriptor`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use multiproc::{Connection, pipe};
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let (a, b) = pipe::<String>()?;
-    /// let d = b.descriptor();
-    /// // ... in another process:
-    /// let b2 = Connection::<String>::attach(&d)?;
-    /// a.send("to b".into())?;
-    /// assert_eq!(b2.recv()?, "to b");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach)
-    /// this end.
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
     }
 
     /// Sends `value` to the other end, sleeping while its direction is
@@ -504,7 +471,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
 // SAFETY: two rings' states, then `len` slots of the fingerprint's slot
 // size (ring 0's `len / 2`, then ring 1's), at the data offset of a `Pipe`
 // header whose type hash names `T`: all an end reads and writes.
-unsafe impl<T: Serialize + DeserializeOwned> SharedObject for Connection<T> {
+unsafe impl<T: Serialize + DeserializeOwned> Object for Connection<T> {
     const KIND: ObjectKind = ObjectKind::Pipe;
     const LEN: Option<u64> = None;
     const PARTS: u32 = 2;
@@ -526,14 +493,14 @@ unsafe impl<T: Serialize + DeserializeOwned> SharedObject for Connection<T> {
     }
 }
 
-/// Encodes the end as its [`Descriptor`].
+/// Encodes the end as its [`Descriptor`](crate::Descriptor).
 impl<T: Serialize + DeserializeOwned> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the pipe end an encoded [`Descriptor`] names.
+/// Attaches to the pipe end an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Connection<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -10,10 +10,9 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 
 /// The placement rule in `create_at`'s docs.
 macro_rules! placement_docs {
@@ -134,30 +133,6 @@ impl<T: Pod> RawArray<T> {
             obj,
             _t: PhantomData,
         }
-    }
-
-    /// Opens the `RawArray<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `RawArray<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
     }
 
     /// Bytes a `RawArray<T>` of `len` elements takes in a segment.
@@ -345,7 +320,7 @@ impl<T: Pod> RawArray<T> {
 
 // SAFETY: `len` elements of `T` at the data offset of a `RawArray` header
 // of `T`'s fingerprint, which is all the handle reads and writes.
-unsafe impl<T: Pod> SharedObject for RawArray<T> {
+unsafe impl<T: Pod> Object for RawArray<T> {
     const KIND: ObjectKind = ObjectKind::RawArray;
     const LEN: Option<u64> = None;
 
@@ -362,14 +337,14 @@ unsafe impl<T: Pod> SharedObject for RawArray<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Pod> Serialize for RawArray<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Pod> Deserialize<'de> for RawArray<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -9,8 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::descriptor::Descriptor;
-use crate::shm::object::{Placed, SharedObject};
+use crate::shm::object::{Object, Placed};
 use crate::shm::object::Place;
 
 mod sealed {
@@ -185,31 +184,7 @@ impl<T: AtomicInt> AtomicValue<T> {
         })
     }
 
-        /// Opens the `AtomicValue<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `AtomicValue<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    fn over(obj: Placed) -> Self {
+        fn over(obj: Placed) -> Self {
         AtomicValue {
             obj,
             _t: PhantomData,
@@ -347,7 +322,7 @@ impl<T: AtomicInt> AtomicValue<T> {
 
 // SAFETY: one `T` at the data offset of an `Atomic` header of `T`'s fingerprint,
 // reached only as `T::Atomic`, which is all the handle touches.
-unsafe impl<T: AtomicInt> SharedObject for AtomicValue<T> {
+unsafe impl<T: AtomicInt> Object for AtomicValue<T> {
     const KIND: ObjectKind = ObjectKind::Atomic;
 
     fn expect() -> Expect {
@@ -363,14 +338,14 @@ unsafe impl<T: AtomicInt> SharedObject for AtomicValue<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: AtomicInt> Serialize for AtomicValue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: AtomicInt> Deserialize<'de> for AtomicValue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

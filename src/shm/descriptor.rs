@@ -41,6 +41,7 @@ use crate::shm::segment::SegmentRef;
 /// # Examples
 ///
 /// ```
+/// use multiproc::SharedObject;
 /// use multiproc::{Descriptor, Value};
 /// # fn main() -> multiproc::Result<()> {
 /// let v = Value::new(7u32)?;

@@ -102,7 +102,7 @@ impl ObjectKind {
 
 /// What an attacher expects of the element fingerprint it finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Expect {
+pub enum Expect {
     /// Exactly this fingerprint.
     Exact(Fingerprint),
     /// Slots of any size (a multiple of `align`, at least `min_size`) with

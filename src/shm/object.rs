@@ -18,11 +18,13 @@ use crate::shm::named::SharedMemory;
 use crate::shm::ranges::{self, Registration};
 use crate::shm::segment::{SEGMENT_HEADER_SIZE, Segment};
 
-/// A typed handle to an object placed in shared memory: what it is (kind,
-/// element fingerprint, length, parts) and how it is made from a validated
-/// [`Placed`]. The provided methods are the one implementation of attaching
-/// (by descriptor or at an offset of a named segment), describing, and
-/// `serde`, for every handle.
+/// The crate-private contract of a typed handle to an object placed in
+/// shared memory: what it is (kind, element fingerprint, length, parts) and
+/// how it is made from a validated [`Placed`]. The provided methods are the
+/// one implementation of attaching (by descriptor or at an offset of a named
+/// segment), describing, and `serde`, for every handle; [`SharedObject`] is
+/// their public face. `pub` in a private module: users can name neither it
+/// nor implement [`SharedObject`].
 ///
 /// # Safety
 ///
@@ -32,7 +34,7 @@ use crate::shm::segment::{SEGMENT_HEADER_SIZE, Segment};
 /// and write through the object: `from_placed` is handed any object whose
 /// header validated against them, whatever its creator was, and its
 /// accesses must stay inside that layout.
-pub(crate) unsafe trait SharedObject: Sized {
+pub unsafe trait Object: Sized {
     /// The kind recorded in the header.
     const KIND: ObjectKind;
     /// The length the header must record (`None`: any; `Some(1)` for the
@@ -98,6 +100,72 @@ pub(crate) unsafe trait SharedObject: Sized {
         })
     }
 }
+
+/// What every shared handle can do to travel between processes: be
+/// attached from a [`Descriptor`] (in this process or another), be opened at
+/// an offset of a named [`SharedMemory`], and describe itself. Every handle
+/// of the crate implements it (and only those: it is sealed), and also
+/// implements `serde` as its descriptor, so a handle inside a spawned
+/// child's entry, or any serde message, travels the same way.
+///
+/// Bring it into scope (`use multiproc::SharedObject;`, or
+/// `use multiproc::prelude::*;`) to call its methods.
+///
+/// # Errors
+///
+/// `attach` and `open_at` check the same things and fail the same ways; see
+/// [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::{Descriptor, SharedObject, Value, pipe};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let v = Value::new(7u32)?;
+/// let d: Descriptor = v.descriptor();
+/// // ... in another process (a spawned child, an unrelated program):
+/// let w = Value::<u32>::attach(&d)?;
+/// assert_eq!(w.get(), 7);
+/// assert!(Value::<u64>::attach(&d).is_err()); // another element type
+///
+/// // A pipe end's descriptor names its end.
+/// let (a, b) = pipe::<String>()?;
+/// let b2 = multiproc::Connection::<String>::attach(&b.descriptor())?;
+/// a.send("to b".into())?;
+/// assert_eq!(b2.recv()?, "to b");
+/// # Ok(())
+/// # }
+/// ```
+pub trait SharedObject: Object {
+    /// Attaches to the object `descriptor` names, in this process or
+    /// another.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    fn attach(descriptor: &Descriptor) -> Result<Self> {
+        Self::attach_object(descriptor)
+    }
+
+    /// Opens the object of this type placed at `offset` of a named segment
+    /// (by the type's `create_at`), for unrelated processes.
+    ///
+    /// # Errors
+    ///
+    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
+    fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
+        Self::open_object(shm, offset)
+    }
+
+    /// A descriptor from which another process can
+    /// [`attach`](crate::SharedObject::attach) (plain data: serde, or
+    /// [`Descriptor::to_bytes`]).
+    fn descriptor(&self) -> Descriptor {
+        self.describe()
+    }
+}
+
+impl<T: Object> SharedObject for T {}
 
 /// `multiproc::sync::mutex::Mutex<u8>` as `Mutex<u8>`: the path of every
 /// segment dropped, generic arguments included.
@@ -168,7 +236,7 @@ impl Place<'_> {
 /// header's offset and the layout computed locally. Handles read the payload
 /// through `data()` and never re-read the header.
 #[derive(Clone)]
-pub(crate) struct Placed {
+pub struct Placed {
     seg: Arc<Segment>,
     offset: usize,
     layout: ObjectLayout,

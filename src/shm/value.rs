@@ -7,10 +7,9 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 
 /// One `T` in shared memory without a lock: Python's
 /// `multiprocessing.RawValue`.
@@ -90,30 +89,6 @@ impl<T: Pod> RawValue<T> {
         Self::from_placed(obj, 0)
     }
 
-    /// Opens the `RawValue<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `RawValue<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
     /// Bytes a `RawValue<T>` takes in a segment.
     pub fn shared_size() -> usize {
         ObjectLayout::new::<T>(ObjectKind::RawValue, 1).map_or(usize::MAX, |l| l.total_size)
@@ -147,7 +122,7 @@ impl<T: Pod> RawValue<T> {
 
 // SAFETY: one `T` at the data offset of a `RawValue` header of `T`'s
 // fingerprint, which is all the handle reads and writes.
-unsafe impl<T: Pod> SharedObject for RawValue<T> {
+unsafe impl<T: Pod> Object for RawValue<T> {
     const KIND: ObjectKind = ObjectKind::RawValue;
 
     fn expect() -> Expect {
@@ -166,14 +141,14 @@ unsafe impl<T: Pod> SharedObject for RawValue<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Pod> Serialize for RawValue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Pod> Deserialize<'de> for RawValue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

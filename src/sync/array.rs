@@ -12,10 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Result;
 use crate::loom::atomic::AtomicU64;
 use crate::shm::array::{RawArray, placement_docs};
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 use crate::sync::lock_word::Held;
 use crate::sync::poison::{
     LockResult, LockTimeoutResult, OwnerDied, TryLockResult, map_lock, map_lock_timeout,
@@ -107,30 +106,6 @@ impl<T: Pod> Array<T> {
     pub fn create_at(shm: &SharedMemory, offset: usize, len: usize) -> Result<Self> {
         RawArray::make(ObjectKind::Array, Place::At(shm, offset), len, None)
             .map(|raw| Array { raw })
-    }
-
-    /// Opens the `Array<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Array<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
     }
 
     /// Bytes an `Array<T>` of `len` elements takes in a segment.
@@ -331,7 +306,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
 
 // SAFETY: the layout of a `RawArray<T>` behind a lock word, under its own
 // kind, which is all the handle reads and writes.
-unsafe impl<T: Pod> SharedObject for Array<T> {
+unsafe impl<T: Pod> Object for Array<T> {
     const KIND: ObjectKind = ObjectKind::Array;
     const LEN: Option<u64> = None;
 
@@ -350,14 +325,14 @@ unsafe impl<T: Pod> SharedObject for Array<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Pod> Serialize for Array<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Pod> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -15,8 +15,7 @@ use crate::error::{Error, Result};
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::descriptor::Descriptor;
-use crate::shm::object::{Placed, SharedObject};
+use crate::shm::object::{Object, Placed};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::algo::barrier::{MAX_PARTIES, RawBarrier};
@@ -188,7 +187,7 @@ impl Barrier {
     }
 
     /// Places a barrier for `parties` waiters at `offset` of a named segment,
-    /// for unrelated processes to [`open_at`](Self::open_at). `offset` must
+    /// for unrelated processes to [`open_at`](crate::SharedObject::open_at). `offset` must
     /// be a multiple of [`shared_align`](Self::shared_align) with
     /// [`shared_size`](Self::shared_size) bytes free after it.
     ///
@@ -201,6 +200,7 @@ impl Barrier {
     /// # Examples
     ///
     /// ```
+    /// use multiproc::SharedObject;
     /// use multiproc::{Barrier, SharedMemory};
     /// # fn main() -> multiproc::Result<()> {
     /// # let name = format!("multiproc-doc-barrier-{}", std::process::id());
@@ -237,31 +237,7 @@ impl Barrier {
         Ok(Self::over(obj))
     }
 
-        /// Opens the `Barrier` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Barrier` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    fn over(obj: Placed) -> Self {
+        fn over(obj: Placed) -> Self {
         // SAFETY: BarrierState holds `parties` as its second u32.
         let parties = unsafe { word(&obj, 1) }.load(Ordering::Relaxed);
         // A scribbled 0 would make every waiter a leader of its own round;
@@ -469,7 +445,7 @@ unsafe fn word(obj: &Placed, index: usize) -> &AtomicU32 {
 
 // SAFETY: a `BarrierState` (two `u32`s, used only atomically) at the data offset of
 // a `Barrier` header of its fingerprint, which is all the handle touches.
-unsafe impl SharedObject for Barrier {
+unsafe impl Object for Barrier {
     const KIND: ObjectKind = ObjectKind::Barrier;
 
     fn expect() -> Expect {
@@ -485,14 +461,14 @@ unsafe impl SharedObject for Barrier {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl Serialize for Barrier {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de> Deserialize<'de> for Barrier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

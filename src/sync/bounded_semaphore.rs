@@ -9,10 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
 use crate::loom::atomic::Ordering;
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 use crate::sync::semaphore::{MAX, Semaphore};
 
 /// A `BoundedSemaphore` in shared memory: `count` and `waiters` as in
@@ -103,6 +102,7 @@ impl BoundedSemaphore {
     /// # Examples
     ///
     /// ```
+    /// use multiproc::SharedObject;
     /// use multiproc::{BoundedSemaphore, SharedMemory};
     /// # fn main() -> multiproc::Result<()> {
     /// # let name = format!("multiproc-doc-bsem-{}", std::process::id());
@@ -142,30 +142,6 @@ impl BoundedSemaphore {
         }
     }
 
-    /// Opens the `BoundedSemaphore` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `BoundedSemaphore` a descriptor names, in this
-    /// process or another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
     /// Bytes a `BoundedSemaphore` takes in a segment.
     pub fn shared_size() -> usize {
         ObjectLayout::new::<BoundedSemState>(ObjectKind::Semaphore, 1)
@@ -198,7 +174,7 @@ impl BoundedSemaphore {
 // SAFETY: a `BoundedSemState` (three `u32`s, used only atomically) at the
 // data offset of a `Semaphore` header of its fingerprint: all the handle
 // touches.
-unsafe impl SharedObject for BoundedSemaphore {
+unsafe impl Object for BoundedSemaphore {
     const KIND: ObjectKind = ObjectKind::Semaphore;
 
     fn expect() -> Expect {
@@ -214,14 +190,14 @@ unsafe impl SharedObject for BoundedSemaphore {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl Serialize for BoundedSemaphore {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de> Deserialize<'de> for BoundedSemaphore {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -10,8 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::descriptor::Descriptor;
-use crate::shm::object::{Placed, SharedObject};
+use crate::shm::object::{Object, Placed};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sync::mutex::MutexGuard;
@@ -110,31 +109,7 @@ impl Condition {
         Ok(Self::over(place.make(layout, |_| {})?))
     }
 
-        /// Opens the `Condition` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Condition` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    fn over(obj: Placed) -> Self {
+        fn over(obj: Placed) -> Self {
         Condition { obj }
     }
 
@@ -314,7 +289,7 @@ impl Condition {
 
 // SAFETY: a `CondState` (two `u32`s, used only atomically) at the data offset of a
 // `Condition` header of its fingerprint, which is all the handle touches.
-unsafe impl SharedObject for Condition {
+unsafe impl Object for Condition {
     const KIND: ObjectKind = ObjectKind::Condition;
 
     fn expect() -> Expect {
@@ -330,14 +305,14 @@ unsafe impl SharedObject for Condition {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl Serialize for Condition {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de> Deserialize<'de> for Condition {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

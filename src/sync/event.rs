@@ -14,8 +14,7 @@ use crate::error::{Result, TimedOut};
 use crate::loom::atomic::AtomicU32;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::descriptor::Descriptor;
-use crate::shm::object::{Placed, SharedObject};
+use crate::shm::object::{Object, Placed};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::algo::event::RawEvent;
@@ -93,7 +92,7 @@ impl Event {
     }
 
     /// Places a new event, not set, at `offset` of a named segment, for
-    /// unrelated processes to [`open_at`](Self::open_at). `offset` must be a
+    /// unrelated processes to [`open_at`](crate::SharedObject::open_at). `offset` must be a
     /// multiple of [`shared_align`](Self::shared_align) with
     /// [`shared_size`](Self::shared_size) bytes free after it.
     ///
@@ -106,6 +105,7 @@ impl Event {
     /// # Examples
     ///
     /// ```
+    /// use multiproc::SharedObject;
     /// use multiproc::{Event, SharedMemory};
     /// # fn main() -> multiproc::Result<()> {
     /// # let name = format!("multiproc-doc-event-{}", std::process::id());
@@ -128,31 +128,7 @@ impl Event {
         Ok(Event { obj })
     }
 
-        /// Opens the `Event` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Event` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    fn over(obj: Placed) -> Self {
+        fn over(obj: Placed) -> Self {
         Event { obj }
     }
 
@@ -280,7 +256,7 @@ impl Event {
 
 // SAFETY: an `EventState` (one `u32`, used only atomically) at the data offset of
 // an `Event` header of its fingerprint, which is all the handle touches.
-unsafe impl SharedObject for Event {
+unsafe impl Object for Event {
     const KIND: ObjectKind = ObjectKind::Event;
 
     fn expect() -> Expect {
@@ -296,14 +272,14 @@ unsafe impl SharedObject for Event {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -7,10 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 use crate::sync::lock_word;
 use crate::sync::mutex::{Mutex, MutexGuard};
 use crate::sync::poison::{
@@ -63,31 +62,6 @@ impl Lock {
     /// As [`Value::create_at`](crate::Value::create_at).
     pub fn create_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
         Mutex::place(Place::At(shm, offset), ObjectKind::Mutex, ()).map(|mutex| Lock { mutex })
-    }
-
-    /// Opens the `Lock` (or `Mutex<()>`) placed at `offset` of a named
-    /// segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Lock` (or `Mutex<()>`) a descriptor names, in this
-    /// process or another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
     }
 
     /// Bytes a `Lock` takes in a segment.
@@ -171,7 +145,7 @@ impl Lock {
 
 // SAFETY: the layout of a `Mutex<()>` (a lock word), which is all the
 // handle touches.
-unsafe impl SharedObject for Lock {
+unsafe impl Object for Lock {
     const KIND: ObjectKind = ObjectKind::Mutex;
 
     fn expect() -> Expect {
@@ -189,14 +163,14 @@ unsafe impl SharedObject for Lock {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl Serialize for Lock {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de> Deserialize<'de> for Lock {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -11,10 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::algo::robust::RobustLock;
 use crate::error::Result;
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 use crate::sync::lock_word::Held;
 use crate::sync::poison::{
     LockResult, LockTimeoutResult, TryLockResult, map_lock, map_lock_timeout, map_try_lock,
@@ -128,30 +127,6 @@ impl<T: Pod> Mutex<T> {
             obj,
             _t: PhantomData,
         }
-    }
-
-    /// Opens the `Mutex<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Mutex<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
     }
 
     /// Bytes a `Mutex<T>` takes in a segment.
@@ -281,7 +256,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
 
 // SAFETY: a lock word and one `T` at the data offset of a `Mutex` header
 // of `T`'s fingerprint, which is all the handle reads and writes.
-unsafe impl<T: Pod> SharedObject for Mutex<T> {
+unsafe impl<T: Pod> Object for Mutex<T> {
     const KIND: ObjectKind = ObjectKind::Mutex;
 
     fn expect() -> Expect {
@@ -297,14 +272,14 @@ unsafe impl<T: Pod> SharedObject for Mutex<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Pod> Serialize for Mutex<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Pod> Deserialize<'de> for Mutex<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -11,8 +11,7 @@ use crate::error::Result;
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::descriptor::Descriptor;
-use crate::shm::object::{Placed, SharedObject};
+use crate::shm::object::{Object, Placed};
 use crate::shm::object::Place;
 use crate::sync::lock_word;
 use crate::sync::poison::{
@@ -104,31 +103,7 @@ impl RLock {
         Ok(Self::over(place.make(layout, |_| {})?))
     }
 
-        /// Opens the `RLock` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `RLock` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    fn over(obj: Placed) -> Self {
+        fn over(obj: Placed) -> Self {
         RLock { obj }
     }
 
@@ -309,7 +284,7 @@ impl fmt::Debug for RLockGuard<'_> {
 
 // SAFETY: an `RLockState` (lock word and count, used only atomically) at the data
 // offset of an `RLock` header of its fingerprint: all the handle touches.
-unsafe impl SharedObject for RLock {
+unsafe impl Object for RLock {
     const KIND: ObjectKind = ObjectKind::RLock;
 
     fn expect() -> Expect {
@@ -325,14 +300,14 @@ unsafe impl SharedObject for RLock {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl Serialize for RLock {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de> Deserialize<'de> for RLock {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -23,10 +23,9 @@ use crate::algo::semaphore::RawSemaphore;
 use crate::algo::wait::deadline;
 use crate::error::{Result, TimedOut, WouldBlock};
 use crate::loom::atomic::AtomicU32;
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 use crate::sys::futex::Futex;
 
 /// A `Semaphore` in shared memory: only ever accessed through atomics.
@@ -135,7 +134,7 @@ impl Semaphore {
     }
 
     /// Places a semaphore with `value` permits at `offset` of a named
-    /// segment, for unrelated processes to [`open_at`](Self::open_at).
+    /// segment, for unrelated processes to [`open_at`](crate::SharedObject::open_at).
     /// `offset` must be a multiple of [`shared_align`](Self::shared_align)
     /// with [`shared_size`](Self::shared_size) bytes free after it.
     ///
@@ -148,6 +147,7 @@ impl Semaphore {
     /// # Examples
     ///
     /// ```
+    /// use multiproc::SharedObject;
     /// use multiproc::{Semaphore, SharedMemory};
     /// # fn main() -> multiproc::Result<()> {
     /// # let name = format!("multiproc-doc-sem-{}", std::process::id());
@@ -176,30 +176,6 @@ impl Semaphore {
             unsafe { p.cast::<SemState>().write(state) }
         })?;
         Ok(Semaphore { obj, max: u32::MAX })
-    }
-
-    /// Opens the `Semaphore` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Semaphore` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
     }
 
     /// Bytes a `Semaphore` takes in a segment.
@@ -442,7 +418,7 @@ impl Drop for SemaphoreGuard<'_> {
 // SAFETY: a `SemState` (two `u32`s, used only atomically) at the data offset
 // of a `Semaphore` header of its fingerprint, which is all the handle
 // touches.
-unsafe impl SharedObject for Semaphore {
+unsafe impl Object for Semaphore {
     const KIND: ObjectKind = ObjectKind::Semaphore;
 
     fn expect() -> Expect {
@@ -458,14 +434,14 @@ unsafe impl SharedObject for Semaphore {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl Serialize for Semaphore {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de> Deserialize<'de> for Semaphore {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

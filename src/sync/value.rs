@@ -8,10 +8,9 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 use crate::sync::mutex::{Mutex, MutexGuard};
 use crate::sync::poison::{LockResult, LockTimeoutResult, OwnerDied, TryLockResult};
 
@@ -79,7 +78,7 @@ impl<T: Pod> Value<T> {
     }
 
     /// Places `value` at `offset` of a named segment, for unrelated processes
-    /// to [`open_at`](Self::open_at). `offset` must be a multiple of
+    /// to [`open_at`](crate::SharedObject::open_at). `offset` must be a multiple of
     /// [`shared_align`](Self::shared_align) with
     /// [`shared_size`](Self::shared_size) bytes free after it.
     ///
@@ -94,30 +93,6 @@ impl<T: Pod> Value<T> {
 
     fn make(place: Place<'_>, value: T) -> Result<Self> {
         Mutex::place(place, ObjectKind::Value, value).map(|mutex| Value { mutex })
-    }
-
-    /// Opens the `Value<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Value<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
     }
 
     /// Bytes a `Value<T>` takes in a segment (header, lock word and value).
@@ -184,7 +159,7 @@ impl<T: Pod> Value<T> {
 
 // SAFETY: the layout of a `Mutex<T>` (a lock word, then one `T`), under
 // its own kind, which is all the handle reads and writes.
-unsafe impl<T: Pod> SharedObject for Value<T> {
+unsafe impl<T: Pod> Object for Value<T> {
     const KIND: ObjectKind = ObjectKind::Value;
 
     fn expect() -> Expect {
@@ -202,14 +177,14 @@ unsafe impl<T: Pod> SharedObject for Value<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Pod> Serialize for Value<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Pod> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -45,10 +45,9 @@ pub(crate) use slot::{
 pub(crate) use wire::{Wait, decode, recv_with, send, send_bytes};
 
 use crate::error::Result;
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Place, Placed, SharedObject};
+use crate::shm::object::{Object, Place, Placed};
 
 /// The snapshot queries of a one-ring message queue (a `ring: Ring`
 /// field): `is_closed`, `len`, `is_empty`, `is_full`, `capacity`, `lost`,
@@ -115,7 +114,7 @@ pub(crate) use queries;
 /// become resident as long messages fill them.
 ///
 /// Every handle reaches the same queue: [`Clone`]s, a forked child's copy,
-/// and a handle [`attach`](Self::attach)ed from a
+/// and a handle [`attach`](crate::SharedObject::attach)ed from a
 /// [`Descriptor`](crate::Descriptor). Putting and getting are lock-free,
 /// make no system call when nobody sleeps, and the blocking forms spin
 /// briefly, then sleep on a shared futex. [`close`](Self::close) works as
@@ -163,31 +162,7 @@ impl<T> fmt::Debug for MessageQueue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
-        /// Opens the `MessageQueue<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `MessageQueue<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    /// The largest capacity [`new`](Self::new) accepts.
+        /// The largest capacity [`new`](Self::new) accepts.
     pub const MAX_CAPACITY: usize = MAX_MESSAGES;
 
     /// The largest maximum message size [`new`](Self::new) accepts (1 GiB).
@@ -236,7 +211,7 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     }
 
     /// Places an empty queue at `offset` of a named segment, for unrelated
-    /// processes to [`open_at`](Self::open_at). `offset` must be a multiple
+    /// processes to [`open_at`](crate::SharedObject::open_at). `offset` must be a multiple
     /// of 64 with [`shared_size`](Self::shared_size) bytes free after it.
     ///
     /// # Errors
@@ -248,6 +223,7 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     /// # Examples
     ///
     /// ```
+    /// use multiproc::SharedObject;
     /// use multiproc::{MessageQueue, SharedMemory};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let name = format!("multiproc-doc-msgq-{}", std::process::id());
@@ -453,7 +429,7 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
 // SAFETY: the ring state, then `len` slots of the fingerprint's slot size (stamp,
 // length, message bytes) at the data offset of a `Messages` header whose
 // type hash names `T`: all the handle reads and writes.
-unsafe impl<T: Serialize + DeserializeOwned> SharedObject for MessageQueue<T> {
+unsafe impl<T: Serialize + DeserializeOwned> Object for MessageQueue<T> {
     const KIND: ObjectKind = ObjectKind::Messages;
     const LEN: Option<u64> = None;
 
@@ -470,14 +446,14 @@ unsafe impl<T: Serialize + DeserializeOwned> SharedObject for MessageQueue<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Serialize + DeserializeOwned> Serialize for MessageQueue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for MessageQueue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

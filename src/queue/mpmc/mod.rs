@@ -21,8 +21,7 @@ use crate::loom::atomic::Ordering;
 use crate::algo::mpmc::RawQueue;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::descriptor::Descriptor;
-use crate::shm::object::{Placed, SharedObject};
+use crate::shm::object::{Object, Placed};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 
@@ -31,7 +30,7 @@ use crate::shm::object::Place;
 ///
 /// [`Queue::new`] places a ring of `capacity` slots in shared memory. Every
 /// handle reaches the same queue: [`Clone`]s, a forked child's copy, and a
-/// handle [`attach`](Queue::attach)ed in an unrelated process from a
+/// handle [`attach`](crate::SharedObject::attach)ed in an unrelated process from a
 /// [`Descriptor`](crate::Descriptor). Any number of them may put and get at
 /// once, from any threads and processes; operations take `&self`.
 ///
@@ -111,31 +110,7 @@ impl<T: Pod> fmt::Debug for Queue<T> {
 }
 
 impl<T: Pod> Queue<T> {
-        /// Opens the `Queue<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Queue<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    /// The largest capacity [`new`](Self::new) accepts.
+        /// The largest capacity [`new`](Self::new) accepts.
     ///
     /// # Examples
     ///
@@ -191,7 +166,7 @@ impl<T: Pod> Queue<T> {
     }
 
     /// Places an empty queue of `capacity` slots at `offset` of a named
-    /// segment, for unrelated processes to [`open_at`](Self::open_at).
+    /// segment, for unrelated processes to [`open_at`](crate::SharedObject::open_at).
     /// `offset` must be a multiple of [`shared_align`](Self::shared_align)
     /// with [`shared_size`](Self::shared_size) bytes free after it.
     ///
@@ -204,6 +179,7 @@ impl<T: Pod> Queue<T> {
     /// # Examples
     ///
     /// ```
+    /// use multiproc::SharedObject;
     /// use multiproc::{Queue, SharedMemory};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let name = format!("multiproc-doc-mpmc-{}", std::process::id());
@@ -600,7 +576,7 @@ impl<T: Pod> Queue<T> {
 
 // SAFETY: the ring state, then `len` slots of `Slot<T>` at the data offset of an
 // `Mpmc` header of that fingerprint: all the handle reads and writes.
-unsafe impl<T: Pod> SharedObject for Queue<T> {
+unsafe impl<T: Pod> Object for Queue<T> {
     const KIND: ObjectKind = ObjectKind::Mpmc;
     const LEN: Option<u64> = None;
 
@@ -617,14 +593,14 @@ unsafe impl<T: Pod> SharedObject for Queue<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Pod> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Pod> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

@@ -7,14 +7,12 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::Mapped;
-use crate::algo::spsc::{RawConsumer, RingMemory, SpscState};
+use crate::algo::spsc::{RawConsumer, RingMemory};
 use crate::algo::wait::deadline;
 use crate::error::Result;
 use crate::queue::error::{Closed, GetTimeoutError, TryGetError};
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind};
-use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, SharedObject};
+use crate::shm::object::{Object, Placed};
 
 /// The receiving end of an [`spsc`](super) channel.
 ///
@@ -38,50 +36,15 @@ pub struct Consumer<T: Pod> {
 
 impl<T: Pod> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Consumer")
-            .field("len", &self.len())
-            .field("capacity", &self.capacity())
-            .field("closed", &self.is_closed())
-            .field("fencing", &self.state().fencing())
-            .field("light", &self.raw.is_light())
-            .field("place", &self.raw.memory().obj)
-            .finish()
+        self.raw.memory().fmt_end(f, "Consumer", self.raw.is_light())
     }
 }
 
 impl<T: Pod> Consumer<T> {
-        /// Opens the `Consumer<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Consumer<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    pub(super) fn over(obj: Placed) -> Self {
+        pub(super) fn over(obj: Placed) -> Self {
         Consumer {
             raw: RawConsumer::new(Mapped::new(obj)),
         }
-    }
-
-    fn state(&self) -> &SpscState {
-        self.raw.memory().state()
     }
 
     /// Takes the oldest value, sleeping while the channel is empty.
@@ -196,7 +159,7 @@ impl<T: Pod> Consumer<T> {
 }
 
 // SAFETY: as for `Producer<T>`.
-unsafe impl<T: Pod> SharedObject for Consumer<T> {
+unsafe impl<T: Pod> Object for Consumer<T> {
     const KIND: ObjectKind = ObjectKind::Spsc;
     const LEN: Option<u64> = None;
 
@@ -213,14 +176,14 @@ unsafe impl<T: Pod> SharedObject for Consumer<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Pod> Serialize for Consumer<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Pod> Deserialize<'de> for Consumer<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)

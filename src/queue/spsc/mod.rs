@@ -5,7 +5,7 @@
 //! and returns its two ends. The [`Producer`] pushes, the [`Consumer`] pops;
 //! values are copied into and out of the ring, never serialised. Either end
 //! can go to another process: a forked child uses its copy, an unrelated
-//! process [`attach`](Consumer::attach)es from a [`Descriptor`](crate::Descriptor).
+//! process [`attach`](crate::SharedObject::attach)es from a [`Descriptor`](crate::Descriptor).
 //!
 //! Pushing and popping are lock-free. Each end caches the other's index and
 //! reads the shared one only when its copy says "full" or "empty"; batch
@@ -30,7 +30,7 @@
 //! processes hold both ends, and each end must be used by one of them only.
 //! A handle keeps its end's position in process memory, as rtrb does: a
 //! forked copy knows where the end was at the fork, and a handle made by
-//! [`attach`](Producer::attach) or [`open_at`](Producer::open_at) starts
+//! [`attach`](crate::SharedObject::attach) or [`open_at`](crate::SharedObject::open_at) starts
 //! where the end was left. So an end is handed over by a copy or a
 //! descriptor, and the handle it came from is not used again; to take the
 //! end back, attach a fresh handle. Using one end from two places (or an
@@ -115,6 +115,22 @@ impl<T> fmt::Debug for Mapped<T> {
 }
 
 impl<T> Mapped<T> {
+    /// The `Debug` form of an end called `name` over this ring.
+    pub(super) fn fmt_end(&self, f: &mut fmt::Formatter<'_>, name: &str, light: bool) -> fmt::Result
+    where
+        T: Pod,
+    {
+        let len = self.state().len(self.capacity());
+        f.debug_struct(name)
+            .field("len", &len)
+            .field("capacity", &self.capacity())
+            .field("closed", &self.state().is_closed())
+            .field("fencing", &self.state().fencing())
+            .field("light", &light)
+            .field("place", &self.obj)
+            .finish()
+    }
+
     pub(super) fn new(obj: Placed) -> Self {
         let data = obj.data();
         Mapped {
@@ -259,7 +275,7 @@ pub fn channel<T: Pod>(capacity: usize) -> Result<(Producer<T>, Consumer<T>)> {
 }
 
 /// Places a channel of `capacity` slots at `offset` of a named segment, for
-/// unrelated processes to [`Producer::open_at`] / [`Consumer::open_at`].
+/// unrelated processes to [`Producer::open_at`](crate::SharedObject::open_at) / [`Consumer::open_at`](crate::SharedObject::open_at).
 /// `offset` must be a multiple of [`shared_align`] with [`shared_size`]
 /// bytes free after it.
 ///
@@ -272,6 +288,7 @@ pub fn channel<T: Pod>(capacity: usize) -> Result<(Producer<T>, Consumer<T>)> {
 /// # Examples
 ///
 /// ```
+/// use multiproc::SharedObject;
 /// use multiproc::{SharedMemory, spsc};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let name = format!("multiproc-doc-spsc-{}", std::process::id());

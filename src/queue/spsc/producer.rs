@@ -7,14 +7,12 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::Mapped;
-use crate::algo::spsc::{RawProducer, RingMemory, SpscState};
+use crate::algo::spsc::{RawProducer, RingMemory};
 use crate::algo::wait::deadline;
 use crate::error::Result;
 use crate::queue::error::{Closed, PutTimeoutError, TryPutError};
-use crate::shm::descriptor::Descriptor;
 use crate::shm::header::{Expect, ObjectKind};
-use crate::shm::named::SharedMemory;
-use crate::shm::object::{Placed, SharedObject};
+use crate::shm::object::{Object, Placed};
 
 /// The sending end of an [`spsc`](super) channel.
 ///
@@ -39,50 +37,15 @@ pub struct Producer<T: Pod> {
 
 impl<T: Pod> fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Producer")
-            .field("len", &self.len())
-            .field("capacity", &self.capacity())
-            .field("closed", &self.is_closed())
-            .field("fencing", &self.state().fencing())
-            .field("light", &self.raw.is_light())
-            .field("place", &self.raw.memory().obj)
-            .finish()
+        self.raw.memory().fmt_end(f, "Producer", self.raw.is_light())
     }
 }
 
 impl<T: Pod> Producer<T> {
-        /// Opens the `Producer<T>` placed at `offset` of a named segment.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn open_at(shm: &SharedMemory, offset: usize) -> Result<Self> {
-        Self::open_object(shm, offset)
-    }
-
-    /// Attaches to the `Producer<T>` a descriptor names, in this process or
-    /// another.
-    ///
-    /// # Errors
-    ///
-    /// See [`Descriptor`](crate::Descriptor#errors-of-attach-and-open_at).
-    pub fn attach(descriptor: &Descriptor) -> Result<Self> {
-        Self::attach_object(descriptor)
-    }
-
-    /// A descriptor from which another process can [`attach`](Self::attach).
-    pub fn descriptor(&self) -> Descriptor {
-        self.describe()
-    }
-
-    pub(super) fn over(obj: Placed) -> Self {
+        pub(super) fn over(obj: Placed) -> Self {
         Producer {
             raw: RawProducer::new(Mapped::new(obj)),
         }
-    }
-
-    fn state(&self) -> &SpscState {
-        self.raw.memory().state()
     }
 
     /// Pushes `value`, sleeping while the channel is full.
@@ -220,7 +183,7 @@ impl<T: Pod> Producer<T> {
 
 // SAFETY: the ring state, then `len` slots of `T`, at the data offset of an `Spsc`
 // header of `T`'s fingerprint: all an end reads and writes.
-unsafe impl<T: Pod> SharedObject for Producer<T> {
+unsafe impl<T: Pod> Object for Producer<T> {
     const KIND: ObjectKind = ObjectKind::Spsc;
     const LEN: Option<u64> = None;
 
@@ -237,14 +200,14 @@ unsafe impl<T: Pod> SharedObject for Producer<T> {
     }
 }
 
-/// Encodes the handle as its [`Descriptor`].
+/// Encodes the handle as its [`Descriptor`](crate::Descriptor).
 impl<T: Pod> Serialize for Producer<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.serialize_object(s)
     }
 }
 
-/// Attaches to the object an encoded [`Descriptor`] names.
+/// Attaches to the object an encoded [`Descriptor`](crate::Descriptor) names.
 impl<'de, T: Pod> Deserialize<'de> for Producer<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)
