@@ -11,7 +11,7 @@
 //! does not receive heavy barriers (that end publishes with `SeqCst` swaps,
 //! its waits still issue the heavy barrier). The asymmetric barrier is
 //! modelled as what it guarantees: a `SeqCst` fence on both sides (the light
-//! barrier is a compiler fence in the real build, see `queue/raw/eventcount.rs`).
+//! barrier is a compiler fence in the real build, see `algo/eventcount.rs`).
 //!
 //! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom cargo test --release --test loom_spsc`
 #![cfg(loom)]

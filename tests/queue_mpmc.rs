@@ -389,7 +389,7 @@ fn role_mpmc_consumer() {
 }
 
 /// Offsets within a `Queue<u64>` object (header at 0): see `ObjectKind::Mpmc`
-/// and the `MpmcState` table in `src/queue/raw/mpmc.rs`.
+/// and the `MpmcState` table in `src/algo/mpmc/layout.rs`.
 mod mpmc_layout {
     /// The tail hint.
     pub const TAIL: usize = 64;

@@ -1,5 +1,5 @@
 //! Variable-size messages: any `serde` type, encoded with postcard into the
-//! fixed-size slots of an MPMC ring ([`raw::mpmc`](crate::algo::mpmc)).
+//! fixed-size slots of an MPMC ring ([`algo::mpmc`](crate::algo::mpmc)).
 //!
 //! [`MessageQueue`] is the typed handle; [`JoinableQueue`](crate::JoinableQueue)
 //! and [`Connection`](crate::Connection) use the same ring and slot format.

@@ -157,7 +157,7 @@ impl<T> Mapped<T> {
 // which are sound however a peer scribbles over the bytes. This process
 // says it receives heavy barriers only once the kernel has registered it for
 // `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, which is what `heavy_barrier` issues
-// (see `queue/membarrier.rs`).
+// (see `sys/membarrier.rs`).
 unsafe impl<T: Pod> RingMemory for Mapped<T> {
     type Item = T;
     type Waiter = Futex;
@@ -229,7 +229,7 @@ fn layout<T>(capacity: usize) -> Result<ObjectLayout> {
 fn make<T: Pod>(place: Place<'_>, capacity: usize) -> Result<(Producer<T>, Consumer<T>)> {
     // Asymmetric fences if this process can take part in them; an attacher
     // that cannot publishes symmetrically, and one whose heavy barriers fail
-    // sleeps in short slices (see `queue/raw/spsc.rs`).
+    // sleeps in short slices (see `algo/spsc`).
     let fencing = if membarrier::register() {
         Fencing::Asymmetric
     } else {
