@@ -181,7 +181,7 @@ impl<T> JoinableQueue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
-        fn over(obj: Placed) -> Self {
+    fn over(obj: Placed) -> Self {
         JoinableQueue {
             ring: one_ring(obj),
             _t: PhantomData,

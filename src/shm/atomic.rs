@@ -184,7 +184,7 @@ impl<T: AtomicInt> AtomicValue<T> {
         })
     }
 
-        fn over(obj: Placed) -> Self {
+    fn over(obj: Placed) -> Self {
         AtomicValue {
             obj,
             _t: PhantomData,

@@ -237,7 +237,7 @@ impl Barrier {
         Ok(Self::over(obj))
     }
 
-        fn over(obj: Placed) -> Self {
+    fn over(obj: Placed) -> Self {
         // SAFETY: BarrierState holds `parties` as its second u32.
         let parties = unsafe { word(&obj, 1) }.load(Ordering::Relaxed);
         // A scribbled 0 would make every waiter a leader of its own round;

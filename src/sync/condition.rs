@@ -109,7 +109,7 @@ impl Condition {
         Ok(Self::over(place.make(layout, |_| {})?))
     }
 
-        fn over(obj: Placed) -> Self {
+    fn over(obj: Placed) -> Self {
         Condition { obj }
     }
 

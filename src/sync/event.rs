@@ -128,7 +128,7 @@ impl Event {
         Ok(Event { obj })
     }
 
-        fn over(obj: Placed) -> Self {
+    fn over(obj: Placed) -> Self {
         Event { obj }
     }
 

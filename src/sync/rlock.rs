@@ -103,7 +103,7 @@ impl RLock {
         Ok(Self::over(place.make(layout, |_| {})?))
     }
 
-        fn over(obj: Placed) -> Self {
+    fn over(obj: Placed) -> Self {
         RLock { obj }
     }
 

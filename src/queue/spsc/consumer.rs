@@ -41,7 +41,7 @@ impl<T: Pod> fmt::Debug for Consumer<T> {
 }
 
 impl<T: Pod> Consumer<T> {
-        pub(super) fn over(obj: Placed) -> Self {
+    pub(super) fn over(obj: Placed) -> Self {
         Consumer {
             raw: RawConsumer::new(Mapped::new(obj)),
         }

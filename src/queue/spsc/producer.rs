@@ -42,7 +42,7 @@ impl<T: Pod> fmt::Debug for Producer<T> {
 }
 
 impl<T: Pod> Producer<T> {
-        pub(super) fn over(obj: Placed) -> Self {
+    pub(super) fn over(obj: Placed) -> Self {
         Producer {
             raw: RawProducer::new(Mapped::new(obj)),
         }
