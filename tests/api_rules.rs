@@ -171,6 +171,14 @@ fn barrier_timeout_or_broken() {
     assert_eq!(bar.wait_timeout(SOON), Err(BarrierTimeoutError::Timeout));
     assert_eq!(other.join(), 0);
     assert!(bar.is_broken());
+    // Broken before the wait, even with no time left: `Broken`, not a
+    // timeout of this waiter.
+    let aborted = Barrier::new(2).unwrap();
+    aborted.abort();
+    assert_eq!(
+        aborted.wait_timeout(Duration::ZERO),
+        Err(BarrierTimeoutError::Broken)
+    );
 }
 
 /// `Condition::wait_for` has Python's sense (the predicate to wait for, the

@@ -15,7 +15,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom_model::{ModelFutex, check};
-use multiproc::algo::barrier::{Broken, RawBarrier};
+use multiproc::algo::barrier::{RawBarrier, WaitError};
 
 const ROUNDS: usize = 2;
 
@@ -43,7 +43,7 @@ fn shared(parties: u32, futex: ModelFutex) -> Arc<Shared> {
     })
 }
 
-fn wait(s: &Shared) -> Result<bool, Broken> {
+fn wait(s: &Shared) -> Result<bool, WaitError> {
     RawBarrier::wait(&s.word, s.parties, &s.futex, None).map(|a| a.leader)
 }
 
@@ -158,7 +158,7 @@ fn abort_then_reset() {
         // drains it first, then our wait meets its second one.
         let mine = wait(&s).expect("whole again");
         let (first, second) = t.join().unwrap();
-        assert_eq!(first, Err(Broken));
+        assert_eq!(first, Err(WaitError::Broken));
         let theirs = second.expect("whole again");
         assert!(mine ^ theirs, "exactly one leader");
     });
@@ -183,7 +183,7 @@ fn reset_with_waiter_inside() {
         RawBarrier::reset(&s.word, &s.futex);
         let mine = wait(&s).expect("whole after the drain");
         let (first, second) = t.join().unwrap();
-        assert_eq!(first, Err(Broken));
+        assert_eq!(first, Err(WaitError::Broken));
         let theirs = second.expect("whole after the drain");
         assert!(mine ^ theirs, "exactly one leader");
         assert!(!RawBarrier::is_broken(&s.word));

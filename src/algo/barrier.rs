@@ -66,9 +66,16 @@ pub struct Arrival {
     pub leader: bool,
 }
 
-/// The barrier was, or became, broken while waiting.
+/// Why a [`RawBarrier::wait`] did not pass the barrier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Broken;
+pub enum WaitError {
+    /// The round was, or became, broken by someone else (a timeout of
+    /// another waiter, `abort`, `reset`).
+    Broken,
+    /// This waiter's deadline passed: it broke the round it had arrived in,
+    /// or (during a `reset`) gave up before arriving.
+    TimedOut,
+}
 
 /// Operations on a barrier word living anywhere (heap or shared memory). A
 /// zero-sized namespace, like [`RobustLock`](super::robust::RobustLock).
@@ -80,14 +87,15 @@ impl RawBarrier {
     ///
     /// # Errors
     ///
-    /// [`Broken`] if the round is or becomes broken, or if `deadline` passes
-    /// first, which breaks the round for everybody (Python's semantics).
+    /// [`WaitError::Broken`] if the round is or becomes broken;
+    /// [`WaitError::TimedOut`] if `deadline` passes first, which breaks the
+    /// round for everybody (Python's semantics).
     pub fn wait<W: Waiter>(
         word: &AtomicU32,
         parties: u32,
         waiter: &W,
         deadline: Option<Instant>,
-    ) -> Result<Arrival, Broken> {
+    ) -> Result<Arrival, WaitError> {
         // A count above MAX_PARTIES would carry into the flags.
         let parties = parties.min(MAX_PARTIES);
         // SYNC: Acquire (here and on every CAS failure below) pairs with the
@@ -98,13 +106,13 @@ impl RawBarrier {
             if s & RESETTING != 0 {
                 // A reset waits for the broken round to drain; so do we.
                 let Ok(timeout) = time_left(deadline) else {
-                    return Err(Broken);
+                    return Err(WaitError::TimedOut);
                 };
                 s = Self::sleep(word, waiter, s, timeout);
                 continue;
             }
             if s & BROKEN != 0 {
-                return Err(Broken);
+                return Err(WaitError::Broken);
             }
             let count = s & COUNT_MASK;
             if count + 1 >= parties {
@@ -159,7 +167,7 @@ impl RawBarrier {
             }
             if s & BROKEN != 0 {
                 Self::leave(word, waiter, s);
-                return Err(Broken);
+                return Err(WaitError::Broken);
             }
             match time_left(deadline) {
                 Ok(timeout) => s = Self::sleep(word, waiter, s, timeout),
@@ -167,7 +175,7 @@ impl RawBarrier {
                     // Timed out: break the round and leave it in one step.
                     let broken = dec_count(s) | BROKEN;
                     match Self::transition(word, waiter, s, broken & !SLEEPERS) {
-                        Ok(()) => return Err(Broken),
+                        Ok(()) => return Err(WaitError::TimedOut),
                         // Released or broken meanwhile: look again.
                         Err(now) => s = now,
                     }
@@ -177,7 +185,7 @@ impl RawBarrier {
     }
 
     /// Breaks the current round: every waiter, now and until
-    /// [`reset`](Self::reset), fails with [`Broken`].
+    /// [`reset`](Self::reset), fails with [`WaitError::Broken`].
     pub fn abort<W: Waiter>(word: &AtomicU32, waiter: &W) {
         let mut s = word.load(Ordering::Acquire);
         while s & BROKEN == 0 {
@@ -189,7 +197,7 @@ impl RawBarrier {
     }
 
     /// Makes the barrier whole again. Waiters of the current round fail with
-    /// [`Broken`]; arrivals wait until they have left, then fill a new round.
+    /// [`WaitError::Broken`]; arrivals wait until they have left, then fill a new round.
     pub fn reset<W: Waiter>(word: &AtomicU32, waiter: &W) {
         let mut s = word.load(Ordering::Acquire);
         loop {

@@ -27,7 +27,7 @@ use crate::algo::eventcount::EventCount;
 use crate::algo::mpmc::STATE_BYTES;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Placed};
+use crate::shm::object::{Object, Placed, Token};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sys::futex::Futex;
@@ -408,7 +408,7 @@ unsafe impl<T: Serialize + DeserializeOwned> Object for JoinableQueue<T> {
         expect::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

@@ -24,7 +24,7 @@ use crate::algo::mpmc::{RawQueue, STATE_BYTES};
 use crate::algo::wait::deadline;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 
 /// Options for a new pipe: capacity and maximum message size of each
 /// direction. [`pipe`] uses the defaults.
@@ -480,7 +480,7 @@ unsafe impl<T: Serialize + DeserializeOwned> Object for Connection<T> {
         expect::<T>()
     }
 
-    fn from_placed(obj: Placed, part: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, part: u32, _: Token) -> Result<Self> {
         Self::end_of(obj, part)
     }
 

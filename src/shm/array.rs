@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::{Error, Result};
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 
 /// The placement rule in `create_at`'s docs.
 macro_rules! placement_docs {
@@ -328,7 +328,7 @@ unsafe impl<T: Pod> Object for RawArray<T> {
         Expect::of::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

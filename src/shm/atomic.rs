@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Placed};
+use crate::shm::object::{Object, Placed, Token};
 use crate::shm::object::Place;
 
 mod sealed {
@@ -329,7 +329,7 @@ unsafe impl<T: AtomicInt> Object for AtomicValue<T> {
         Expect::of::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

@@ -48,8 +48,10 @@ pub unsafe trait Object: Sized {
     fn expect() -> Expect;
 
     /// The handle over a validated object, for part `part` (below
-    /// [`PARTS`](Self::PARTS)).
-    fn from_placed(obj: Placed, part: u32) -> Result<Self>;
+    /// [`PARTS`](Self::PARTS)). The [`Token`] keeps it out of reach of
+    /// code outside the crate, which can call it through a
+    /// `SharedObject` bound but cannot make a token.
+    fn from_placed(obj: Placed, part: u32, token: Token) -> Result<Self>;
 
     /// The object this handle uses.
     fn placed(&self) -> &Placed;
@@ -62,7 +64,7 @@ pub unsafe trait Object: Sized {
     /// Attaches to the object `d` names (see [`Descriptor`]).
     fn attach_object(d: &Descriptor) -> Result<Self> {
         let (obj, part) = Placed::attach_descriptor(d, Self::KIND, Self::expect(), Self::PARTS)?;
-        Self::from_placed(obj, part)
+        Self::from_placed(obj, part, Token(()))
     }
 
     /// Opens the object placed at `offset` of a named segment (part 0).
@@ -74,7 +76,7 @@ pub unsafe trait Object: Sized {
             Self::expect(),
             Self::LEN,
         )?;
-        Self::from_placed(obj, 0)
+        Self::from_placed(obj, 0, Token(()))
     }
 
     /// A descriptor of this handle's object and part.
@@ -101,6 +103,19 @@ pub unsafe trait Object: Sized {
     }
 }
 
+/// Only this crate can make one: the argument that keeps
+/// [`Object::from_placed`] (reachable through a `SharedObject` bound, as a
+/// supertrait method) out of reach of code outside the crate, which could
+/// otherwise wrap any object's bytes in any handle type.
+pub struct Token(());
+
+impl Token {
+    /// A token, for the crate's own calls of `from_placed`.
+    pub(crate) fn new() -> Token {
+        Token(())
+    }
+}
+
 /// What every shared handle can do to travel between processes: be
 /// attached from a [`Descriptor`] (in this process or another), be opened at
 /// an offset of a named [`SharedMemory`], and describe itself. Every handle
@@ -110,6 +125,18 @@ pub unsafe trait Object: Sized {
 ///
 /// Bring it into scope (`use multiproc::SharedObject;`, or
 /// `use multiproc::prelude::*;`) to call its methods.
+///
+/// It is sealed: only the crate's handles implement it, and the contract
+/// beneath it (which object bytes a handle may wrap) cannot be reached from
+/// outside the crate:
+///
+/// ```compile_fail
+/// // A handle of one type over another object's bytes: does not compile.
+/// use multiproc::SharedObject;
+/// fn rewrap<A: SharedObject, B: SharedObject>(a: &A) -> B {
+///     B::from_placed(a.placed().clone(), 0).unwrap()
+/// }
+/// ```
 ///
 /// # Errors
 ///

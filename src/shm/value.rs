@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 
 /// One `T` in shared memory without a lock: Python's
 /// `multiprocessing.RawValue`.
@@ -86,7 +86,7 @@ impl<T: Pod> RawValue<T> {
             // SAFETY: aligned, valid for one T, not yet shared.
             unsafe { p.cast::<T>().write(value) }
         })?;
-        Self::from_placed(obj, 0)
+        Self::from_placed(obj, 0, Token::new())
     }
 
     /// Bytes a `RawValue<T>` takes in a segment.
@@ -129,7 +129,7 @@ unsafe impl<T: Pod> Object for RawValue<T> {
         Expect::of::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(RawValue {
             obj,
             _t: PhantomData,

@@ -14,7 +14,7 @@ use crate::loom::atomic::AtomicU64;
 use crate::shm::array::{RawArray, placement_docs};
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 use crate::sync::lock_word::Held;
 use crate::sync::poison::{
     LockResult, LockTimeoutResult, OwnerDied, TryLockResult, map_lock, map_lock_timeout,
@@ -314,7 +314,7 @@ unsafe impl<T: Pod> Object for Array<T> {
         Expect::of::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Array {
             raw: RawArray::over(obj),
         })

@@ -15,10 +15,10 @@ use crate::error::{Error, Result};
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Placed};
+use crate::shm::object::{Object, Placed, Token};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
-use crate::algo::barrier::{MAX_PARTIES, RawBarrier};
+use crate::algo::barrier::{MAX_PARTIES, RawBarrier, WaitError};
 use crate::sys::futex::Futex;
 
 /// A `Barrier` in shared memory: only ever accessed through atomics.
@@ -49,7 +49,9 @@ impl From<BrokenBarrier> for crate::Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BarrierTimeoutError {
-    /// This waiter's time ran out, which broke the round for everybody.
+    /// This waiter's time ran out, which broke the round it had arrived in
+    /// for everybody (during a [`reset`](Barrier::reset), it gave up
+    /// before arriving).
     #[error("timed out at the barrier (the barrier is now broken)")]
     Timeout,
     /// The barrier is or became broken otherwise: another waiter timed
@@ -286,7 +288,8 @@ impl Barrier {
     /// ```
     #[inline]
     pub fn wait(&self) -> Result<BarrierWaitResult, BrokenBarrier> {
-        self.wait_until(None)
+        // Without a deadline the only failure is a broken round.
+        self.wait_until(None).map_err(|_| BrokenBarrier)
     }
 
     /// Waits as [`wait`](Self::wait) for at most `timeout` (Python's
@@ -317,28 +320,20 @@ impl Barrier {
         &self,
         timeout: Duration,
     ) -> Result<BarrierWaitResult, BarrierTimeoutError> {
-        let end = deadline(timeout);
-        self.wait_until(end).map_err(|BrokenBarrier| {
-            // The core breaks the round when this waiter's deadline passes;
-            // a deadline that has passed is what broke it (or came with it).
-            if end.is_some_and(|d| std::time::Instant::now() >= d) {
-                BarrierTimeoutError::Timeout
-            } else {
-                BarrierTimeoutError::Broken
-            }
+        self.wait_until(deadline(timeout)).map_err(|e| match e {
+            WaitError::TimedOut => BarrierTimeoutError::Timeout,
+            WaitError::Broken => BarrierTimeoutError::Broken,
         })
     }
 
     fn wait_until(
         &self,
         deadline: Option<std::time::Instant>,
-    ) -> Result<BarrierWaitResult, BrokenBarrier> {
-        RawBarrier::wait(self.word(), self.parties, &Futex, deadline)
-            .map(|a| BarrierWaitResult {
-                index: a.index,
-                leader: a.leader,
-            })
-            .map_err(|_| BrokenBarrier)
+    ) -> Result<BarrierWaitResult, WaitError> {
+        RawBarrier::wait(self.word(), self.parties, &Futex, deadline).map(|a| BarrierWaitResult {
+            index: a.index,
+            leader: a.leader,
+        })
     }
 
     /// Breaks the barrier: every waiter, now and until
@@ -452,7 +447,7 @@ unsafe impl Object for Barrier {
         Expect::of::<BarrierState>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::loom::atomic::Ordering;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 use crate::sync::semaphore::{MAX, Semaphore};
 
 /// A `BoundedSemaphore` in shared memory: `count` and `waiters` as in
@@ -32,7 +32,10 @@ struct BoundedSemState {
 ///
 /// Everything but its constructors and [`max_value`](Self::max_value) is
 /// [`Semaphore`]'s, through `Deref` (as Python's class derives from
-/// `Semaphore`); the handle's releases check its bound.
+/// `Semaphore`); the handle's releases check its bound. A `Semaphore`
+/// taken out through the `Deref` (`(*bounded).clone()`) keeps the bound,
+/// and describes the bounded object: attach its descriptor as a
+/// `BoundedSemaphore` (as a `Semaphore` it is a `LayoutMismatch`).
 ///
 /// # Examples
 ///
@@ -181,7 +184,7 @@ unsafe impl Object for BoundedSemaphore {
         Expect::of::<BoundedSemState>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

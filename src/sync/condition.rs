@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Placed};
+use crate::shm::object::{Object, Placed, Token};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sync::mutex::MutexGuard;
@@ -296,7 +296,7 @@ unsafe impl Object for Condition {
         Expect::of::<CondState>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

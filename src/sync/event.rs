@@ -14,7 +14,7 @@ use crate::error::{Result, TimedOut};
 use crate::loom::atomic::AtomicU32;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Placed};
+use crate::shm::object::{Object, Placed, Token};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::algo::event::RawEvent;
@@ -263,7 +263,7 @@ unsafe impl Object for Event {
         Expect::of::<EventState>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

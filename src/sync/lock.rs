@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 use crate::sync::lock_word;
 use crate::sync::mutex::{Mutex, MutexGuard};
 use crate::sync::poison::{
@@ -152,7 +152,7 @@ unsafe impl Object for Lock {
         Expect::of::<()>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Lock {
             mutex: Mutex::over(obj),
         })

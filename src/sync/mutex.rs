@@ -13,7 +13,7 @@ use crate::algo::robust::RobustLock;
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 use crate::sync::lock_word::Held;
 use crate::sync::poison::{
     LockResult, LockTimeoutResult, TryLockResult, map_lock, map_lock_timeout, map_try_lock,
@@ -263,7 +263,7 @@ unsafe impl<T: Pod> Object for Mutex<T> {
         Expect::of::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

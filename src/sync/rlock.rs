@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::loom::atomic::{AtomicU32, Ordering};
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Placed};
+use crate::shm::object::{Object, Placed, Token};
 use crate::shm::object::Place;
 use crate::sync::lock_word;
 use crate::sync::poison::{
@@ -291,7 +291,7 @@ unsafe impl Object for RLock {
         Expect::of::<RLockState>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

@@ -25,7 +25,7 @@ use crate::error::{Result, TimedOut, WouldBlock};
 use crate::loom::atomic::AtomicU32;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 use crate::sys::futex::Futex;
 
 /// A `Semaphore` in shared memory: only ever accessed through atomics.
@@ -380,8 +380,9 @@ impl Semaphore {
 /// on drop.
 ///
 /// A permit is not tied to a thread, so the guard may move to another one.
-/// Dropping the guard of a `BoundedSemaphore` that someone else has already
-/// over-released adds nothing (a drop never fails or panics).
+/// Dropping a guard whose release is refused (a `BoundedSemaphore` someone
+/// else has already over-released, or a plain semaphore already at
+/// `u32::MAX` permits) adds nothing: a drop never fails or panics.
 ///
 /// # Examples
 ///
@@ -425,7 +426,7 @@ unsafe impl Object for Semaphore {
         Expect::of::<SemState>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Semaphore { obj, max: u32::MAX })
     }
 

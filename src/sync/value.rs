@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 use crate::sync::mutex::{Mutex, MutexGuard};
 use crate::sync::poison::{LockResult, LockTimeoutResult, OwnerDied, TryLockResult};
 
@@ -166,7 +166,7 @@ unsafe impl<T: Pod> Object for Value<T> {
         Expect::of::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Value {
             mutex: Mutex::over(obj),
         })

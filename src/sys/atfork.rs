@@ -142,6 +142,33 @@ fn register_slow() {
     }
 }
 
+/// In debug builds, catches a `ForkLock` taken while this thread holds one:
+/// the prepare handler takes them all in registration order, so nesting two
+/// could deadlock against a concurrent `fork`.
+#[cfg(debug_assertions)]
+struct Nesting;
+
+#[cfg(debug_assertions)]
+thread_local! {
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(debug_assertions)]
+impl Nesting {
+    fn enter() -> Nesting {
+        let nested = HOLDING.try_with(|h| h.replace(true)).unwrap_or(false);
+        assert!(!nested, "a ForkLock taken while another is held");
+        Nesting
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        let _ = HOLDING.try_with(|h| h.set(false));
+    }
+}
+
 /// A spin lock around process-local data, held only for short table
 /// updates, that the prepare handler takes around `fork` (see the module
 /// docs): a `std::sync::Mutex` cannot be taken in one C callback and released
@@ -174,7 +201,13 @@ impl<T> ForkLock<T> {
         spin_acquire(&HOOK_LOCK);
         if self.registered.load(Ordering::Relaxed) == 0 {
             let n = HOOK_COUNT.load(Ordering::Relaxed) as usize;
-            assert!(n < MAX_HOOKS, "more ForkLocks than MAX_HOOKS");
+            if n >= MAX_HOOKS {
+                // A programming error of this crate (a new table without a
+                // larger list); release the list first, so that forks and
+                // other tables go on working.
+                spin_release(&HOOK_LOCK);
+                panic!("more ForkLocks than MAX_HOOKS");
+            }
             HOOKS[n].store(std::ptr::from_ref(&self.locked).cast_mut(), Ordering::Relaxed);
             HOOK_COUNT.store(n as u32 + 1, Ordering::Relaxed);
             self.registered.store(1, Ordering::Release);
@@ -199,6 +232,8 @@ impl<T> ForkLock<T> {
                 spin_release(self.0);
             }
         }
+        #[cfg(debug_assertions)]
+        let _nesting = Nesting::enter();
         spin_acquire(&self.locked);
         let _held = Held(&self.locked);
         // SAFETY: we hold the lock, so no other reference to the data

@@ -47,7 +47,7 @@ pub(crate) use wire::{Wait, decode, recv_with, send, send_bytes};
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Place, Placed};
+use crate::shm::object::{Object, Place, Placed, Token};
 
 /// The snapshot queries of a one-ring message queue (a `ring: Ring`
 /// field): `is_closed`, `len`, `is_empty`, `is_full`, `capacity`, `lost`,
@@ -437,7 +437,7 @@ unsafe impl<T: Serialize + DeserializeOwned> Object for MessageQueue<T> {
         expect::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

@@ -21,7 +21,7 @@ use crate::loom::atomic::Ordering;
 use crate::algo::mpmc::RawQueue;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
-use crate::shm::object::{Object, Placed};
+use crate::shm::object::{Object, Placed, Token};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 
@@ -584,7 +584,7 @@ unsafe impl<T: Pod> Object for Queue<T> {
         Expect::of::<Slot<T>>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

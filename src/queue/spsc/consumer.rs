@@ -12,7 +12,7 @@ use crate::algo::wait::deadline;
 use crate::error::Result;
 use crate::queue::error::{Closed, GetTimeoutError, TryGetError};
 use crate::shm::header::{Expect, ObjectKind};
-use crate::shm::object::{Object, Placed};
+use crate::shm::object::{Object, Placed, Token};
 
 /// The receiving end of an [`spsc`](super) channel.
 ///
@@ -167,7 +167,7 @@ unsafe impl<T: Pod> Object for Consumer<T> {
         Expect::of::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 

@@ -12,7 +12,7 @@ use crate::algo::wait::deadline;
 use crate::error::Result;
 use crate::queue::error::{Closed, PutTimeoutError, TryPutError};
 use crate::shm::header::{Expect, ObjectKind};
-use crate::shm::object::{Object, Placed};
+use crate::shm::object::{Object, Placed, Token};
 
 /// The sending end of an [`spsc`](super) channel.
 ///
@@ -191,7 +191,7 @@ unsafe impl<T: Pod> Object for Producer<T> {
         Expect::of::<T>()
     }
 
-    fn from_placed(obj: Placed, _: u32) -> Result<Self> {
+    fn from_placed(obj: Placed, _: u32, _: Token) -> Result<Self> {
         Ok(Self::over(obj))
     }
 
