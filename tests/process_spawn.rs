@@ -502,3 +502,53 @@ fn silent_child_times_out() {
     assert!(t0.elapsed() >= Duration::from_millis(500));
     assert!(err.contains("within") && err.contains("killed"), "{err}");
 }
+
+/// A child whose spawn variable names a boot record of 1 TiB (a sparse
+/// memfd, as a forged or foreign file could be) refuses it before
+/// allocating: exit code 1 and a setup failure on its status pipe, not an
+/// abort.
+#[test]
+fn huge_boot_record_is_refused_in_the_child() {
+    use std::os::fd::AsRawFd;
+    let boot = rustix::fs::memfd_create("forged-boot", rustix::fs::MemfdFlags::empty()).unwrap();
+    rustix::fs::ftruncate(&boot, 1 << 40).unwrap();
+    let st = rustix::fs::fstat(&boot).unwrap();
+    // The status pipe: the child writes, this test reads.
+    let (status_r, status_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::empty()).unwrap();
+    let value = format!(
+        "1:{}:{}:{}:{}:{}",
+        std::process::id(),
+        boot.as_raw_fd(),
+        st.st_dev,
+        st.st_ino,
+        status_w.as_raw_fd()
+    );
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(multiproc::testing::child_test_args("spawn_child"))
+        .env(SPAWN_ENV, value)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(status_w);
+    let end = Instant::now() + DEADLINE;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child ran past {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(code, Some(1), "a setup failure, not an abort");
+    let mut said = vec![0u8; 4096];
+    let n = rustix::io::read(&status_r, &mut said[..]).unwrap_or(0);
+    let said = String::from_utf8_lossy(&said[..n]);
+    assert!(
+        said.contains("boot record of 1099511627776 bytes"),
+        "{said:?}"
+    );
+}

@@ -80,6 +80,11 @@ pub(crate) fn set_cloexec(fd: RawFd) {
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
 }
 
+/// The largest boot record a spawn writes, and so the most a child reads:
+/// the encoded entry (its arguments) and a few names. A size past it is a
+/// forged or foreign file, refused before anything is allocated.
+pub(crate) const MAX_BOOT_RECORD: usize = 1 << 30;
+
 /// Reads and decodes the boot record from memfd `fd`.
 pub(crate) fn read_boot(fd: RawFd) -> std::result::Result<Boot, String> {
     let unreadable = |e: std::io::Error| format!("cannot read the boot record: {e}");
@@ -90,7 +95,12 @@ pub(crate) fn read_boot(fd: RawFd) -> std::result::Result<Boot, String> {
     }
     // SAFETY: fstat succeeded, so it filled the buffer.
     let size = unsafe { st.assume_init() }.st_size;
-    let size = usize::try_from(size).map_err(|_| format!("boot record of {size} bytes"))?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&n| n <= MAX_BOOT_RECORD)
+        .ok_or_else(|| {
+            format!("boot record of {size} bytes (the most a spawn writes is {MAX_BOOT_RECORD})")
+        })?;
     let mut bytes = vec![0u8; size];
     let mut done = 0;
     while done < size {

@@ -12,7 +12,7 @@ use rustix::pipe::PipeFlags;
 use crate::error::{Error, Result, SpawnFailure};
 use crate::process::child::Child;
 use crate::process::current;
-use crate::process::spawn::boot::{Boot, file_id};
+use crate::process::spawn::boot::{Boot, MAX_BOOT_RECORD, file_id};
 use crate::process::spawn::{DEFAULT_START_TIMEOUT, SPAWN_ENV, WIRE_VERSION};
 use crate::shm::segment::collect_memfds;
 use crate::sys::spawn::posix_spawn;
@@ -100,6 +100,15 @@ pub(crate) fn start(
                 reason: format!("the boot record: {e}"),
             })
         })?;
+    if bytes.len() > MAX_BOOT_RECORD {
+        return Err(fail(SpawnFailure::Encode {
+            reason: format!(
+                "the arguments encode to {} bytes, more than a spawn hands over ({MAX_BOOT_RECORD}): \
+                 put large data in a shared object",
+                bytes.len()
+            ),
+        }));
+    }
     let boot_fd = rustix::fs::memfd_create("multiproc-spawn", MemfdFlags::CLOEXEC)
         .map_err(|e| Error::io("memfd_create", e))?;
     write_all(&boot_fd, &bytes)?;
