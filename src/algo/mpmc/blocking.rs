@@ -1,12 +1,13 @@
 //! The blocking calls: `put_with` / `get_with` wait on the `writable` /
-//! `readable` eventcounts, in slices of [`CLAIM_POLL`] between which they
-//! look for dead claimants, and the waiters' conditions `can_put` /
-//! `can_get`.
+//! `readable` eventcounts, in slices between which they look for dead
+//! claimants ([`CLAIM_POLL`] while a claim sits at their position, doubling
+//! up to [`CLAIM_POLL_MAX`] while none does), and the waiters' conditions
+//! `can_put` / `can_get`.
 
 use std::time::Instant;
 
 use super::stamp::{ForGet, ForPut};
-use super::{CLAIM_POLL, QueueMemory, RawQueue};
+use super::{CLAIM_POLL, CLAIM_POLL_MAX, QueueMemory, RawQueue};
 use crate::algo::spsc::{TryPopError, TryPushError};
 use crate::algo::wait::time_left;
 use crate::loom::{load_sc, load_sc64};
@@ -60,15 +61,21 @@ impl<M: QueueMemory> RawQueue<M> {
     /// [`CLAIM_POLL`], freeing the slot of a consumer that died reading it.
     pub fn wait_writable(&self, deadline: Option<Instant>) -> bool {
         let ec = &self.mem.state().wait.writable;
+        let mut slice = CLAIM_POLL;
         loop {
-            if ec.wait_sliced(self.mem.waiter(), deadline, CLAIM_POLL, || self.can_put()) {
+            if ec.wait_sliced(self.mem.waiter(), deadline, slice, || self.can_put()) {
                 return true;
             }
             if time_left(deadline).is_err() {
                 return false;
             }
-            // A slice with no notify: maybe a consumer died at the tail.
-            self.recover_at_tail();
+            // A slice with no notify: maybe a consumer died at the tail. With no claim
+            // there at all (an idle queue), look again less and less often.
+            slice = if self.recover_at_tail() {
+                CLAIM_POLL
+            } else {
+                (slice * 2).min(CLAIM_POLL_MAX)
+            };
             crate::loom::spin_hint();
         }
     }
@@ -79,15 +86,21 @@ impl<M: QueueMemory> RawQueue<M> {
     /// died writing it.
     pub fn wait_readable(&self, deadline: Option<Instant>) -> bool {
         let ec = &self.mem.state().wait.readable;
+        let mut slice = CLAIM_POLL;
         loop {
-            if ec.wait_sliced(self.mem.waiter(), deadline, CLAIM_POLL, || self.can_get()) {
+            if ec.wait_sliced(self.mem.waiter(), deadline, slice, || self.can_get()) {
                 return true;
             }
             if time_left(deadline).is_err() {
                 return false;
             }
-            // A slice with no notify: maybe a producer died at the head.
-            self.recover_at_head();
+            // A slice with no notify: maybe a producer died at the head. With no claim
+            // there at all (an idle queue), look again less and less often.
+            slice = if self.recover_at_head() {
+                CLAIM_POLL
+            } else {
+                (slice * 2).min(CLAIM_POLL_MAX)
+            };
             crate::loom::spin_hint();
         }
     }

@@ -78,7 +78,9 @@
 //! was stale and retries instead. Otherwise the claim is for its position
 //! (a claim with the same tag 256 laps away would need the hint to lag by a
 //! lap). Sleepers cannot be woken by a dead claimant, so blocking calls
-//! sleep in slices of [`CLAIM_POLL`] and look for dead claims between them.
+//! sleep in slices and look for dead claims between them: [`CLAIM_POLL`]
+//! while a claim sits at their position, doubling to [`CLAIM_POLL_MAX`]
+//! while none does.
 //! A claimant whose identity does not fit (a TID of 2^22 or more) or whose
 //! liveness cannot be told is never taken for dead: its position then
 //! stays blocked, as in every Vyukov ring.
@@ -161,8 +163,16 @@ use crate::loom::{load_sc, load_sc64, store_sc64};
 const STALL_ROUNDS: u32 = if cfg!(loom) { 1 } else { 8 };
 
 /// The longest a blocked call sleeps before it looks for a dead claimant
-/// at the position it waits for (nobody wakes it when one dies).
+/// at the position it waits for (nobody wakes it when one dies), while a
+/// claim sits there.
 pub const CLAIM_POLL: Duration = Duration::from_millis(20);
+
+/// The longest slice of a blocked call while no claim sits at its position
+/// (an idle queue): slices double from [`CLAIM_POLL`] to this, so an idle
+/// waiter wakes about once a second, not 50 times (a producer that claims
+/// the position and dies is then noticed within this, plus one short
+/// slice).
+pub const CLAIM_POLL_MAX: Duration = Duration::from_millis(1280);
 
 /// A handle on an MPMC ring: any number of them, in any threads or
 /// processes, put and take concurrently (`&self` operations).

@@ -123,11 +123,13 @@ impl<M: QueueMemory> RawQueue<M> {
 
     /// Frees the slot at the tail hint if a dead consumer holds it.
     #[cold]
-    pub(super) fn recover_at_tail(&self) {
+    /// Returns whether a consumer's claim was there (dead and freed now,
+    /// or alive: worth looking again soon).
+    pub(super) fn recover_at_tail(&self) -> bool {
         // SYNC: Acquire, as the first hint load.
         let tail = self.mem.state().tail.tail.load(Ordering::Acquire);
         let Some(idx) = self.slot_of(tail) else {
-            return;
+            return false;
         };
         // SAFETY: idx < cap.
         let word = unsafe { self.mem.stamp(idx) };
@@ -135,16 +137,20 @@ impl<M: QueueMemory> RawQueue<M> {
         let stamp = word.load(Ordering::Acquire);
         if let ForPut::Reading(owner) = self.for_put(stamp, tail) {
             self.free_dead_reader(word, stamp, tail, owner);
+            return true;
         }
+        false
     }
 
     /// Skips the position at the head hint if a dead producer holds it.
     #[cold]
-    pub(super) fn recover_at_head(&self) {
+    /// Returns whether a producer's claim was there (dead and skipped now,
+    /// or alive: worth looking again soon).
+    pub(super) fn recover_at_head(&self) -> bool {
         // SYNC: Acquire, as the first hint load.
         let head = self.mem.state().head.head.load(Ordering::Acquire);
         let Some(idx) = self.slot_of(head) else {
-            return;
+            return false;
         };
         // SAFETY: idx < cap.
         let word = unsafe { self.mem.stamp(idx) };
@@ -152,6 +158,8 @@ impl<M: QueueMemory> RawQueue<M> {
         let stamp = word.load(Ordering::Acquire);
         if let ForGet::Writing(owner) = self.for_get(stamp, head) {
             self.skip_dead_writer(word, stamp, head, idx, owner);
+            return true;
         }
+        false
     }
 }

@@ -50,7 +50,9 @@ use crate::shm::object::Place;
 /// A process killed in the middle of a put or get blocks nobody. Each slot
 /// is claimed in its stamp with the claimant's thread id and start time;
 /// a caller that finds a claim stuck at the position it needs asks whether
-/// the claimant still lives (blocked callers look every 20 ms). A dead
+/// the claimant still lives (blocked callers look every 20 ms while a claim
+/// sits at their position, and back off to about a second on an idle
+/// queue). A dead
 /// producer's position is skipped: its `put` never returned, so nothing is
 /// lost. A dead consumer's slot is freed and its value counted in
 /// [`lost`](Queue::lost). All processes using a queue must share a PID
