@@ -396,3 +396,27 @@ fn close_races_a_put() {
         assert_eq!(got, if put { vec![1] } else { vec![] });
     });
 }
+
+/// Linearizability of the non-blocking calls (crossbeam's `linearizable`
+/// scenario): two threads each `try_put` then `try_get` on a ring of two.
+/// Each get comes after its own put completed, so neither may find the
+/// ring empty, even while the other thread's put holds an earlier position
+/// claimed but not yet written.
+#[test]
+fn try_get_after_own_try_put_is_never_empty() {
+    check(2, || {
+        let q = ring(2);
+        let other = handle(&q, 2);
+        let t = loom::thread::spawn(move || {
+            other.try_put(20).expect("room for both");
+            other.try_get().expect("our own put completed")
+        });
+        let me = handle(&q, 1);
+        me.try_put(10).expect("room for both");
+        let mine = me.try_get().expect("our own put completed");
+        let theirs = t.join().unwrap();
+        let mut got = [mine, theirs];
+        got.sort_unstable();
+        assert_eq!(got, [10, 20]);
+    });
+}

@@ -69,3 +69,13 @@ pub(crate) fn time_left(deadline: Option<Instant>) -> Result<Option<Duration>, (
         },
     }
 }
+
+/// Gives the CPU to another thread (under loom: lets the model schedule
+/// another thread).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(not(loom))]
+    std::thread::yield_now();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}

@@ -19,7 +19,7 @@ impl<M: SlotMemory> RawQueue<M> {
     ///
     /// [`TryPushError::Closed`] after [`close`](Self::close),
     /// [`TryPushError::Full`] if there is no room (or the slot at the tail
-    /// stays claimed by a live consumer still reading it).
+    /// stays claimed by a live consumer still reading it for [`CLAIM_WAIT`](super::CLAIM_WAIT)).
     #[inline]
     pub fn try_put(&self, value: M::Item) -> Result<(), TryPushError<M::Item>> {
         // SAFETY: `try_put_with` passes an index below the capacity.
@@ -32,7 +32,7 @@ impl<M: SlotMemory> RawQueue<M> {
     /// # Errors
     ///
     /// [`TryPopError::Empty`] if there is no item (or the item at the head
-    /// stays claimed by a live producer still writing it),
+    /// stays claimed by a live producer still writing it for [`CLAIM_WAIT`](super::CLAIM_WAIT)),
     /// [`TryPopError::Closed`] if the ring is closed and every item was
     /// taken.
     #[inline]

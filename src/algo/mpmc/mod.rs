@@ -101,8 +101,14 @@
 //!
 //! A slot claimed but not yet written (or read) by a live thread that was
 //! preempted mid-operation blocks the position, as in every Vyukov ring. A
-//! non-blocking call spins a few rounds on such a slot, then reports `Full`
-//! (or `Empty`); the blocking calls sleep until the stamp changes.
+//! non-blocking call spins a few rounds on such a slot, then, while the
+//! claimant lives, yields and looks again, as crossbeam's `ArrayQueue`
+//! waits for a write in progress: a put whose claim is made is not an empty
+//! queue, and reporting `Empty` there would break linearizability (a
+//! `try_get` after one's own completed `try_put` finding nothing). Only a
+//! claim held for [`CLAIM_WAIT`] (a stopped process, a forged word naming a
+//! live thread) makes it report `Full` (or `Empty`) after all. The blocking
+//! calls sleep until the stamp changes.
 //!
 //! # Bad shared state
 //!
@@ -161,6 +167,14 @@ use crate::loom::{load_sc, load_sc64, store_sc64};
 /// giving up (or, for a claim, asking whether its owner is dead); each
 /// round spins `2^round` hints.
 const STALL_ROUNDS: u32 = if cfg!(loom) { 1 } else { 8 };
+
+/// The longest a non-blocking call waits for a live claimant at its
+/// position to finish (a put or get in progress, normally a few
+/// nanoseconds; longer only if its thread was preempted between its claim
+/// and its stamp): past it the call reports full or empty after all, so a
+/// claim that never ends (a stopped process, a forged word naming a live
+/// thread) cannot hold it.
+pub const CLAIM_WAIT: Duration = Duration::from_millis(50);
 
 /// The longest a blocked call sleeps before it looks for a dead claimant
 /// at the position it waits for (nobody wakes it when one dies), while a
@@ -252,7 +266,7 @@ impl<M: QueueMemory> RawQueue<M> {
     ///
     /// [`TryPushError::Closed`] after [`close`](Self::close),
     /// [`TryPushError::Full`] if there is no room (or the slot at the tail
-    /// stays claimed by a live consumer still reading it).
+    /// stays claimed by a live consumer still reading it for [`CLAIM_WAIT`]).
     ///
     /// `write(memory, index, value)` fills slot `index` (below the
     /// capacity, owned by this call until it returns); it is called once,
@@ -276,6 +290,7 @@ impl<M: QueueMemory> RawQueue<M> {
         let mut tail = hint;
         let mut seen = None;
         let (mut stalls, mut skips) = (0, self.skip_budget());
+        let mut waited = None;
         loop {
             let Some(idx) = self.slot_of(tail) else {
                 return Err(TryPushError::Full(value));
@@ -338,7 +353,15 @@ impl<M: QueueMemory> RawQueue<M> {
                         continue;
                     }
                     if !self.free_dead_reader(word, stamp, tail, owner) {
-                        return Err(TryPushError::Full(value));
+                        // A live consumer still reads the slot: its get is
+                        // done, the room is there; wait for the read.
+                        match Self::wait_out_claim(word, stamp, &mut waited) {
+                            Some(now) => {
+                                seen = Some(now);
+                                continue;
+                            }
+                            None => return Err(TryPushError::Full(value)),
+                        }
                     }
                     // Freed (the slot is free for `tail` now), or stale (the
                     // hint is further on).
@@ -366,7 +389,7 @@ impl<M: QueueMemory> RawQueue<M> {
     /// # Errors
     ///
     /// [`TryPopError::Empty`] if there is no item (or the item at the head
-    /// stays claimed by a live producer still writing it),
+    /// stays claimed by a live producer still writing it for [`CLAIM_WAIT`]),
     /// [`TryPopError::Closed`] if the ring is closed and every item was
     /// taken.
     ///
@@ -382,6 +405,7 @@ impl<M: QueueMemory> RawQueue<M> {
         let mut head = hint;
         let mut seen = None;
         let (mut stalls, mut skips) = (0, self.skip_budget());
+        let mut waited = None;
         loop {
             let Some(idx) = self.slot_of(head) else {
                 return Err(self.empty_or_closed());
@@ -445,7 +469,16 @@ impl<M: QueueMemory> RawQueue<M> {
                         continue;
                     }
                     if !self.skip_dead_writer(word, stamp, head, idx, owner) {
-                        return Err(TryPopError::Empty);
+                        // A live producer is writing the slot: a put in
+                        // progress, not an empty ring (items finished
+                        // after it wait behind it); wait for the write.
+                        match Self::wait_out_claim(word, stamp, &mut waited) {
+                            Some(now) => {
+                                seen = Some(now);
+                                continue;
+                            }
+                            None => return Err(TryPopError::Empty),
+                        }
                     }
                     // Skipped (the position is done), or stale (the hint is
                     // further on).

@@ -4,8 +4,11 @@
 //! died writing it, and giving up a position claimed after the close.
 
 use super::stamp::{ForGet, ForPut, store_release};
-use super::{QueueMemory, RawQueue};
+use std::time::Instant;
+
+use super::{CLAIM_WAIT, QueueMemory, RawQueue};
 use crate::algo::robust::Owner;
+use crate::algo::wait::yield_now;
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::loom::store_sc64;
 
@@ -34,6 +37,36 @@ impl<M: QueueMemory> RawQueue<M> {
             // Alive, or not to be told dead.
             _ => Claimant::Alive,
         }
+    }
+
+    /// A live claimant holds the position (a write or read in progress):
+    /// yields and re-reads the stamp, as crossbeam's `ArrayQueue` waits for
+    /// a write in progress. Returns the stamp once it changed, or unchanged
+    /// after a while (the caller then asks again whether the claimant
+    /// lives); `None` once the claim has held for [`CLAIM_WAIT`] since
+    /// `waited` was first set. Under loom it waits as long as it takes (a
+    /// model's claimant either finishes or dies).
+    #[cold]
+    pub(super) fn wait_out_claim(
+        word: &AtomicU64,
+        stamp: u64,
+        waited: &mut Option<Instant>,
+    ) -> Option<u64> {
+        if !cfg!(loom) {
+            let since = *waited.get_or_insert_with(Instant::now);
+            if since.elapsed() >= CLAIM_WAIT {
+                return None;
+            }
+        }
+        for _ in 0..if cfg!(loom) { 1 } else { 64 } {
+            yield_now();
+            // SYNC: Acquire, as the stamp reads of the caller.
+            let now = word.load(Ordering::Acquire);
+            if now != stamp {
+                return Some(now);
+            }
+        }
+        Some(stamp)
     }
 
     /// Gives up a position claimed after the ring was closed: no item will
@@ -122,9 +155,9 @@ impl<M: QueueMemory> RawQueue<M> {
     }
 
     /// Frees the slot at the tail hint if a dead consumer holds it.
-    #[cold]
     /// Returns whether a consumer's claim was there (dead and freed now,
     /// or alive: worth looking again soon).
+    #[cold]
     pub(super) fn recover_at_tail(&self) -> bool {
         // SYNC: Acquire, as the first hint load.
         let tail = self.mem.state().tail.tail.load(Ordering::Acquire);
@@ -143,9 +176,9 @@ impl<M: QueueMemory> RawQueue<M> {
     }
 
     /// Skips the position at the head hint if a dead producer holds it.
-    #[cold]
     /// Returns whether a producer's claim was there (dead and skipped now,
     /// or alive: worth looking again soon).
+    #[cold]
     pub(super) fn recover_at_head(&self) -> bool {
         // SYNC: Acquire, as the first hint load.
         let head = self.mem.state().head.head.load(Ordering::Acquire);

@@ -52,7 +52,9 @@ use crate::shm::object::Place;
 /// a caller that finds a claim stuck at the position it needs asks whether
 /// the claimant still lives (blocked callers look every 20 ms while a claim
 /// sits at their position, and back off to about a second on an idle
-/// queue). A dead
+/// queue); the non-blocking calls wait for a live claimant's operation to
+/// finish (up to 50 ms), so a `try_get` after one's own completed
+/// `try_put` never finds the queue empty. A dead
 /// producer's position is skipped: its `put` never returned, so nothing is
 /// lost. A dead consumer's slot is freed and its value counted in
 /// [`lost`](Queue::lost). All processes using a queue must share a PID
