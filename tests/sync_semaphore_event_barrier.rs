@@ -283,6 +283,49 @@ fn event_wait_timeout_and_clear() {
 
 // ------------------------------------------------------------------ Barrier
 
+/// A party killed (SIGKILL) after it arrived still counts: its round
+/// completes when the others arrive, and the barrier goes on whole.
+#[test]
+fn barrier_party_killed_after_arriving_still_counts() {
+    let b = Barrier::new(3).unwrap();
+    let victim = fork(|| i32::from(b.wait().is_err()));
+    victim.wait_until_futex_sleep();
+    assert_eq!(b.n_waiting(), 1, "the victim arrived");
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.join(), -libc::SIGKILL);
+    let other = fork(|| i32::from(b.wait_timeout(common::DEADLINE).is_err()));
+    let mine = b.wait_timeout(common::DEADLINE);
+    assert!(mine.is_ok(), "the round completed: {mine:?}");
+    assert_eq!(other.join(), 0);
+    assert!(!b.is_broken());
+    assert_eq!(b.n_waiting(), 0);
+}
+
+/// A party killed before it arrived never comes: the others' plain `wait`
+/// would wait for it forever, so they use `wait_timeout`, whose timeout
+/// breaks the round; `reset` then makes the barrier whole, and new rounds
+/// pass.
+#[test]
+fn barrier_party_killed_before_arriving_breaks_the_round_and_reset_heals() {
+    let b = Barrier::new(2).unwrap();
+    let victim = fork(|| {
+        std::thread::sleep(common::DEADLINE);
+        i32::from(b.wait().is_err())
+    });
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.join(), -libc::SIGKILL);
+    assert_eq!(
+        b.wait_timeout(Duration::from_millis(50)),
+        Err(multiproc::BarrierTimeoutError::Timeout)
+    );
+    assert!(b.is_broken());
+    b.reset();
+    assert!(!b.is_broken());
+    let other = fork(|| i32::from(b.wait_timeout(common::DEADLINE).is_err()));
+    assert!(b.wait_timeout(common::DEADLINE).is_ok());
+    assert_eq!(other.join(), 0);
+}
+
 /// A barrier of 4 processes releases all of them once per round for 200
 /// rounds; nobody runs ahead, and every round has exactly one leader.
 #[test]

@@ -34,7 +34,8 @@
 //! wake-ups. Limits: at most [`MAX_PARTIES`] parties; a released waiter that
 //! sleeps through 2^14 further rounds (only possible with more threads than
 //! parties) would miss its release; a process that dies inside `wait` stays
-//! counted, so its round can never complete and a `reset` of it never
+//! counted: its round completes when the others arrive, but if the round
+//! breaks instead, the dead waiter never leaves it and a `reset` of it never
 //! finishes draining.
 
 use std::time::Instant;

@@ -32,6 +32,19 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Python. Typed objects can be placed in it at chosen offsets with
 /// [`Value::create_at`](crate::Value::create_at) and friends.
 ///
+/// # A peer that shrinks the file
+///
+/// Unlike the crate's anonymous segments (memfds sealed against resizing),
+/// a named segment is a plain file that any process with access can
+/// truncate. After a truncation, touching a page of this mapping past the
+/// new end of the file kills this process with `SIGBUS`: the kernel has no
+/// memory to show there, and no `Result` can report it. Share named
+/// segments only with processes you trust not to resize them (the file is
+/// created mode `0600`, so only the same user can), and prefer the
+/// anonymous objects (`Value::new`, `Queue::new`, ..., handed to other
+/// processes by [`Descriptor`](crate::Descriptor)) when the peers are your
+/// own children.
+///
 /// # Examples
 ///
 /// ```

@@ -129,9 +129,22 @@ impl BarrierWaitResult {
 /// then gets [`BrokenBarrier`] until [`reset`](Self::reset).
 ///
 /// Waiting spins briefly, then sleeps on a shared futex; the last arrival
-/// makes no system call when nobody sleeps. A process that dies inside
-/// `wait` stays counted: its round cannot complete (others' timeouts break
-/// it).
+/// makes no system call when nobody sleeps.
+///
+/// # A party that dies
+///
+/// A barrier does not track who waits, so a party killed (even by
+/// `SIGKILL`):
+///
+/// - **after it arrived** (inside `wait`) still counts: its round completes
+///   when the others arrive, as if it had passed;
+/// - **before it arrived** never comes: the others' plain `wait` would wait
+///   for it forever, so use [`wait_timeout`](Self::wait_timeout), whose
+///   timeout breaks the round for everybody; [`reset`](Self::reset) then
+///   makes the barrier whole again;
+/// - **inside a round that then breaks** never leaves that round, so
+///   [`reset`](Self::reset) cannot finish draining it and the barrier stays
+///   broken: make a new one.
 ///
 /// # Examples
 ///
