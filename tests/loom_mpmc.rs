@@ -172,6 +172,33 @@ fn two_producers_one_consumer() {
     });
 }
 
+/// A producer blocked on a full ring of one while the consumer takes the
+/// item: the consumer wakes `writable` once it has claimed the item (before
+/// it frees the slot), the producer then waits on `released` for the
+/// slot's release, which the consumer wakes after freeing it. Without
+/// either wake some schedule deadlocks.
+#[test]
+fn producer_waits_out_a_reader() {
+    check(3, || {
+        let q = ring(1);
+        assert!(q.try_put(1).is_ok());
+        let p = {
+            let q = q.clone();
+            loom::thread::spawn(move || q.put(2, None).unwrap())
+        };
+        // Let the producer announce itself first (loom does not run a
+        // spinning thread on while another can run, so without this the
+        // producer would never sleep before the get).
+        while q.memory().state().waiters().1 == 0 {
+            loom::thread::yield_now();
+        }
+        assert_eq!(q.get(None), Ok(1));
+        assert_eq!(q.get(None), Ok(2));
+        p.join().unwrap();
+        assert_eq!(q.memory().state().waiters(), (0, 0));
+    });
+}
+
 /// One producer, two consumers that get until `Closed`: the producer puts
 /// two items into a ring of two and closes; each item is taken by
 /// exactly one consumer, and both consumers end with `Closed` (the close

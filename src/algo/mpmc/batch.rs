@@ -204,6 +204,10 @@ impl<M: SlotMemory> RawQueue<M> {
             // their slots written (the CASes read them with Acquire).
             *v = unsafe { self.mem.read(idx) };
         }
+        // Wake the producers that sleep for room while the slots are still
+        // claimed, as `release_read` does (the claiming CASes are the
+        // state stores of that Dekker pair).
+        st.wait.writable.notify(self.mem.waiter());
         // Last to first, as in `put_slice`: producers claim positions in
         // order and wait at a claimed one.
         for i in (1..n).rev() {
@@ -222,7 +226,7 @@ impl<M: SlotMemory> RawQueue<M> {
             unsafe { self.mem.stamp(idx0) },
             head.wrapping_add(self.one_lap),
         );
-        st.wait.writable.notify(self.mem.waiter());
+        st.wait.released.notify(self.mem.waiter());
         n
     }
 }

@@ -30,6 +30,10 @@ pub(super) struct WaitLine {
     pub(super) closed: AtomicU32,
     /// Items taken by consumers that died before their get returned.
     pub(super) lost: AtomicU64,
+    /// Producers whose slot a live consumer is still reading wait here for
+    /// it to be released (the consumer wakes `writable` before releasing,
+    /// this one after).
+    pub(super) released: EventCount,
 }
 
 /// The consumers' cache line.
@@ -52,7 +56,7 @@ pub(super) struct Spacer([u8; 64]);
 /// ```text
 /// +0    tail hint (u64)                          producers' line
 /// +64   readable, writable eventcounts, closed   wait line
-///       (u32), lost (u64)
+///       (u32), lost (u64), released eventcount
 /// +128  head hint (u64)                          consumers' line
 /// +192  spacer                                   (slots follow at +256)
 /// ```
@@ -91,6 +95,7 @@ impl MpmcState {
                 writable: EventCount::new(),
                 closed: AtomicU32::new(0),
                 lost: AtomicU64::new(0),
+                released: EventCount::new(),
             },
             head: HeadLine {
                 head: AtomicU64::new(0),
@@ -99,11 +104,14 @@ impl MpmcState {
         }
     }
 
-    /// Announced waiters on the readable and writable eventcounts (a
-    /// snapshot, for tests).
+    /// Announced waiters: consumers on `readable`, and producers on
+    /// `writable` and `released` together (a snapshot, for tests).
     #[cfg_attr(not(loom), allow(dead_code))] // used by the loom models
     pub fn waiters(&self) -> (u32, u32) {
-        (self.wait.readable.waiters(), self.wait.writable.waiters())
+        (
+            self.wait.readable.waiters(),
+            self.wait.writable.waiters() + self.wait.released.waiters(),
+        )
     }
 }
 

@@ -2,9 +2,10 @@
 //! stamps, after Dmitry Vyukov's bounded MPMC queue and crossbeam's
 //! `ArrayQueue`, changed so that a process killed in the middle of a put or
 //! a get blocks nobody: a position is claimed in its slot's stamp, with the
-//! claimant's identity, rather than in a shared counter. Blocking uses two
-//! [`EventCount`]s: `readable` (consumers wait for an item) and `writable`
-//! (producers wait for room).
+//! claimant's identity, rather than in a shared counter. Blocking uses three
+//! [`EventCount`]s: `readable` (consumers wait for an item), `writable`
+//! (producers wait for room) and `released` (producers wait for a consumer
+//! still reading the slot they want to free it).
 //!
 //! # Positions and stamps
 //!
@@ -85,17 +86,33 @@
 //! liveness cannot be told is never taken for dead: its position then
 //! stays blocked, as in every Vyukov ring.
 //!
+//! # Dead consumers' items
+//!
+//! A consumer's item is counted lost when the consumer dies while its claim
+//! is on the slot, so the claim is held for everything a get does before
+//! it returns: the read (for message rings, the copy and the decode, in the
+//! caller's `read` closure) and the wake of producers that sleep for room.
+//! That wake comes *before* the release, which producers need to see: a
+//! producer that sleeps because the slot at its tail still holds an item
+//! (sleeping on `writable`) is woken by the consumer's claim, finds the
+//! slot claimed by a reader, and waits for the release on a third
+//! eventcount, `released`, which the consumer notifies after freeing the
+//! slot (a load, no system call, unless a read took so long that the
+//! producer went to sleep there). So a consumer killed after its release
+//! loses its item uncounted only in that load and the return.
+//!
 //! # Close
 //!
 //! `close` sets the `closed` word (on the wait line, which producers read
-//! anyway) and wakes every sleeper. A producer checks it before claiming
-//! (a quick way out) and again, with `SeqCst`, after claiming: if the ring
-//! was closed in between, it gives the position up (stamp `p + one_lap`,
-//! which consumers skip) and reports `Closed`. A consumer that finds its
-//! position free for its producer reads `closed` and then the stamp again
-//! (all `SeqCst`): if both say so, no producer can still publish there, and
-//! it reports [`TryPopError::Closed`]. So every put that succeeded is taken
-//! before consumers see `Closed`, and none succeeds after the close.
+//! anyway) and wakes every sleeper, on all three eventcounts. A producer
+//! checks it before claiming (a quick way out) and again, with `SeqCst`,
+//! after claiming: if the ring was closed in between, it gives the position
+//! up (stamp `p + one_lap`, which consumers skip) and reports `Closed`. A
+//! consumer that finds its position free for its producer reads `closed`
+//! and then the stamp again (all `SeqCst`): if both say so, no producer can
+//! still publish there, and it reports [`TryPopError::Closed`]. So every
+//! put that succeeded is taken before consumers see `Closed`, and none
+//! succeeds after the close.
 //!
 //! # Stalls
 //!
@@ -159,7 +176,7 @@ use std::time::Duration;
 use self::stamp::{CLAIM, ForGet, ForPut, READING, owner_bits, store_release};
 use super::spsc::{TryPopError, TryPushError};
 use crate::algo::wait::backoff;
-use crate::loom::atomic::Ordering;
+use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::loom::{load_sc, load_sc64, store_sc64};
 
 /// Rounds a non-blocking call waits on a slot that another thread claimed
@@ -431,12 +448,7 @@ impl<M: QueueMemory> RawQueue<M> {
                         // idx < cap; the position is ours and its slot
                         // written (the CAS read it with Acquire).
                         let v = read(&self.mem, idx);
-                        // SYNC: the Release half pairs with the Acquire of
-                        // producers' claiming CASes (we are done reading
-                        // the slot); the SeqCst half is the state store of
-                        // the `writable` Dekker pair, read by `can_put`.
-                        store_sc64(word, head.wrapping_add(self.one_lap));
-                        st.wait.writable.notify(self.mem.waiter());
+                        self.release_read(word, head.wrapping_add(self.one_lap));
                         return Ok(v);
                     }
                     Err(s) => s,
@@ -497,6 +509,30 @@ impl<M: QueueMemory> RawQueue<M> {
         }
     }
 
+    /// Ends a get whose item is read (and decoded) out of the slot that
+    /// `word` stamps: wakes the producers that sleep for room, then frees
+    /// the slot (stamp `free`), then wakes the producers that wait for this
+    /// very slot's release (see "Dead consumers' items" in the module
+    /// docs). The wake system call comes while the slot is still claimed,
+    /// so a consumer killed in it leaves a claim that the recovery counts
+    /// in [`lost`](Self::lost); after the release only a load remains
+    /// (unless a producer sleeps on the release, after a slow read).
+    #[inline]
+    fn release_read(&self, word: &AtomicU64, free: u64) {
+        let st = self.mem.state();
+        // SYNC: the state store of the `writable` Dekker pair is our
+        // claiming CAS (SeqCst), read by `put_state`, which takes a slot
+        // claimed by a reader as a reason to stop sleeping there and wait
+        // on `released` instead.
+        st.wait.writable.notify(self.mem.waiter());
+        // SYNC: the Release half pairs with the Acquire of producers'
+        // claiming CASes (we are done reading the slot); the SeqCst half is
+        // the state store of the `released` Dekker pair, read by the
+        // condition in `wait_released`.
+        store_sc64(word, free);
+        st.wait.released.notify(self.mem.waiter());
+    }
+
     /// For a head that makes no sense: `Closed` if the ring is closed, else
     /// `Empty`.
     #[cold]
@@ -514,10 +550,11 @@ impl<M: QueueMemory> RawQueue<M> {
     pub fn close(&self) {
         let st = self.mem.state();
         // SYNC: SeqCst: the state store of both eventcounts' Dekker pairs,
-        // read by `can_put` / `can_get`, and the close of "Close".
+        // read by `put_state` / `can_get`, and the close of "Close".
         st.wait.closed.swap(1, Ordering::SeqCst);
         st.wait.readable.notify(self.mem.waiter());
         st.wait.writable.notify(self.mem.waiter());
+        st.wait.released.notify(self.mem.waiter());
     }
 
     /// Whether the ring was closed.

@@ -109,6 +109,7 @@ impl<M: QueueMemory> RawQueue<M> {
         {
             st.wait.lost.fetch_add(1, Ordering::Relaxed);
             st.wait.writable.notify(self.mem.waiter());
+            st.wait.released.notify(self.mem.waiter());
         }
         true
     }
@@ -150,6 +151,7 @@ impl<M: QueueMemory> RawQueue<M> {
             // SYNC: Release, as after a claim.
             store_release(&st.head.head, next);
             st.wait.writable.notify(self.mem.waiter());
+            st.wait.released.notify(self.mem.waiter());
         }
         true
     }

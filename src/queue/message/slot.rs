@@ -3,7 +3,6 @@
 //! fingerprint of a message object, and `MsgMem`, the ring's view of a
 //! mapping.
 
-use std::cell::Cell;
 use std::fmt;
 use std::ptr;
 
@@ -202,9 +201,10 @@ pub(super) fn write_slot(m: &MsgMem, index: usize, bytes: &[u8]) {
     }
 }
 
-/// Copies the message of slot `index` into `buf`; `Err(len)` if its length
-/// word is larger than the slot (a peer scribbled over it).
-pub(super) fn read_slot(m: &MsgMem, index: usize, buf: &Cell<Vec<u8>>) -> std::result::Result<(), usize> {
+/// Copies the message of slot `index` into `v` (replacing what it held);
+/// `Err(len)` if its length word is larger than the slot (a peer scribbled
+/// over it).
+pub(super) fn read_slot(m: &MsgMem, index: usize, v: &mut Vec<u8>) -> std::result::Result<(), usize> {
     let p = m.slot_ptr(index);
     // SAFETY: the ring passes an index below the capacity whose slot it
     // owns; the length word is in the slot header.
@@ -212,7 +212,6 @@ pub(super) fn read_slot(m: &MsgMem, index: usize, buf: &Cell<Vec<u8>>) -> std::r
     if len > m.max_message_size() {
         return Err(len);
     }
-    let mut v = buf.take();
     v.clear();
     v.reserve(len);
     // SAFETY: len bytes after the slot header lie in the slot (checked
@@ -221,7 +220,6 @@ pub(super) fn read_slot(m: &MsgMem, index: usize, buf: &Cell<Vec<u8>>) -> std::r
         ptr::copy_nonoverlapping(p.add(SLOT_HEADER), v.as_mut_ptr(), len);
         v.set_len(len);
     }
-    buf.set(v);
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Sending and receiving one message through a ring: encode into a
 //! per-thread buffer (an oversize message is refused before any slot is
-//! claimed), copy into the slot; copy out, then decode.
+//! claimed), copy into the slot; copy out and decode, the slot still
+//! claimed.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -131,46 +132,53 @@ pub(crate) fn send_bytes(
     })
 }
 
-/// Takes the next message from `ring` and hands its bytes to `decode`.
+/// The decode error of a length word larger than its slot.
+const OVERWRITTEN: &str = "message length larger than its slot (shared memory was overwritten)";
+
+/// Takes the next message from `ring` and hands its bytes to `decode`,
+/// while the message's slot is still claimed: a consumer that dies before
+/// the decoded value is in its hands (in the copy, in a slow `Deserialize`,
+/// in the wake of a waiting producer) leaves its claim behind, and the
+/// producer that frees the slot counts the message in `lost()`. Only the
+/// release of the slot, one load and the return come after.
 pub(crate) fn recv_with<R>(
     ring: &Ring,
     wait: Wait,
-    decode: impl FnOnce(&[u8]) -> std::result::Result<R, String>,
+    decode: impl Fn(&[u8]) -> std::result::Result<R, String>,
 ) -> std::result::Result<R, RecvError> {
-    with_scratch(|scratch| {
-        let cell = Cell::new(std::mem::take(scratch));
-        let read = |m: &MsgMem, i: usize| read_slot(m, i, &cell);
-        let got = match wait {
-            Wait::No => ring.try_get_with(read),
-            Wait::For(t) => match ring.try_get_with(read) {
-                Err(TryPopError::Empty) => ring.get_with(read, deadline(t)),
-                r => r,
-            },
-            Wait::Until(d) => loop {
-                match ring.get_with(read, d) {
-                    // Without a deadline the wait ends only with an item or
-                    // close.
-                    Err(TryPopError::Empty) if d.is_none() => {}
-                    r => break r,
-                }
-            },
-        };
-        *scratch = cell.take();
-        match got {
-            Ok(Ok(())) => decode(scratch).map_err(|reason| RecvError::Decode {
-                len: scratch.len(),
+    let read = |m: &MsgMem, i: usize| {
+        with_scratch(|buf| match read_slot(m, i, buf) {
+            Ok(()) => decode(buf).map_err(|reason| RecvError::Decode {
+                len: buf.len(),
                 reason,
             }),
-            Ok(Err(len)) => Err(RecvError::Decode {
+            Err(len) => Err(RecvError::Decode {
                 len,
-                reason: "message length larger than its slot (shared memory was overwritten)"
-                    .to_owned(),
+                reason: OVERWRITTEN.to_owned(),
             }),
-            Err(TryPopError::Empty) if wait.timed() => Err(RecvError::Timeout),
-            Err(TryPopError::Empty) => Err(RecvError::Empty),
-            Err(TryPopError::Closed) => Err(RecvError::Closed),
-        }
-    })
+        })
+    };
+    let got = match wait {
+        Wait::No => ring.try_get_with(read),
+        Wait::For(t) => match ring.try_get_with(read) {
+            Err(TryPopError::Empty) => ring.get_with(read, deadline(t)),
+            r => r,
+        },
+        Wait::Until(d) => loop {
+            match ring.get_with(read, d) {
+                // Without a deadline the wait ends only with an item or
+                // close.
+                Err(TryPopError::Empty) if d.is_none() => {}
+                r => break r,
+            }
+        },
+    };
+    match got {
+        Ok(r) => r,
+        Err(TryPopError::Empty) if wait.timed() => Err(RecvError::Timeout),
+        Err(TryPopError::Empty) => Err(RecvError::Empty),
+        Err(TryPopError::Closed) => Err(RecvError::Closed),
+    }
 }
 
 /// Decodes one whole `T` from `bytes` (trailing bytes are an error).
