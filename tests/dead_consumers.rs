@@ -29,6 +29,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 const ITEMS: u64 = 20_000;
 /// Slots of every queue: small, so the producer blocks and the ring wraps.
 const CAP: usize = 8;
+/// Items per call of the batch kind (`put_slice` / `get_into`).
+const BATCH: u64 = 16;
 /// Longest wait for one item in the drain.
 const DRAIN_WAIT: Duration = Duration::from_millis(200);
 
@@ -67,10 +69,12 @@ struct Kind<Q> {
     /// Items each run streams.
     items: u64,
     make: fn() -> Q,
-    /// Blocking put with a deadline; `false` on failure.
-    put: fn(&Q, u64) -> bool,
-    /// Get waiting at most the given time; `None` on timeout or close.
-    get: fn(&Q, Duration) -> Option<u64>,
+    /// Puts items `from..=to`, blocking (with a deadline); `false` on
+    /// failure.
+    put: fn(&Q, u64, u64) -> bool,
+    /// Gets one item or more into the vector, waiting at most the given
+    /// time; `false` on timeout or close.
+    get: fn(&Q, Duration, &mut Vec<u64>) -> bool,
     lost: fn(&Q) -> u64,
 }
 
@@ -98,11 +102,14 @@ fn consumer_kills<Q: Clone>(kind: &Kind<Q>, runs: u32) -> Tally {
         let producer = {
             let (q, put_count, put) = (q.clone(), put_count.clone(), kind.put);
             fork(move || {
-                for i in 1..=items {
-                    if !put(&q, i) {
+                let mut next = 1;
+                while next <= items {
+                    let to = (next + BATCH - 1).min(items);
+                    if !put(&q, next, to) {
                         return 2;
                     }
-                    put_count.store(i, SeqCst);
+                    put_count.store(to, SeqCst);
+                    next = to + 1;
                 }
                 0
             })
@@ -110,8 +117,11 @@ fn consumer_kills<Q: Clone>(kind: &Kind<Q>, runs: u32) -> Tally {
         let mut victim = {
             let (q, marked, get) = (q.clone(), marked.clone(), kind.get);
             fork(move || {
-                while let Some(v) = get(&q, DEADLINE) {
-                    marked.set(v as usize, 1).unwrap();
+                let mut got = Vec::new();
+                while get(&q, DEADLINE, &mut got) {
+                    for v in got.drain(..) {
+                        marked.set(v as usize, 1).unwrap();
+                    }
                 }
                 0
             })
@@ -124,19 +134,25 @@ fn consumer_kills<Q: Clone>(kind: &Kind<Q>, runs: u32) -> Tally {
         // Drain what is left.
         let mut drained = vec![false; items as usize + 1];
         let end = Instant::now() + DEADLINE;
+        let mut got = Vec::new();
         loop {
-            match (kind.get)(&q, DRAIN_WAIT) {
-                Some(v) => drained[v as usize] = true,
-                None if put_count.load(SeqCst) == items => break,
-                None => assert!(Instant::now() < end, "{}: the drain stalled", kind.name),
+            if (kind.get)(&q, DRAIN_WAIT, &mut got) {
+                for v in got.drain(..) {
+                    drained[v as usize] = true;
+                }
+            } else if put_count.load(SeqCst) == items {
+                break;
+            } else {
+                assert!(Instant::now() < end, "{}: the drain stalled", kind.name);
             }
         }
         assert_eq!(producer.join(), 0, "{}: the producer failed", kind.name);
         // One lap more of filler (item 0): a put reaches every slot, so a
         // slot the victim died holding is freed and counted.
         for _ in 0..2 * CAP {
-            assert!((kind.put)(&q, 0));
-            assert_eq!((kind.get)(&q, DEADLINE), Some(0));
+            assert!((kind.put)(&q, 0, 0));
+            assert!((kind.get)(&q, DEADLINE, &mut got));
+            assert_eq!(got.drain(..).collect::<Vec<_>>(), [0]);
         }
         let missing = (1..=items as usize)
             .filter(|&i| marked.get(i) == Some(0) && !drained[i])
@@ -185,8 +201,45 @@ fn queue_consumers_killed_at_random() {
         name: "Queue<u64>",
         items: ITEMS,
         make: || Queue::<u64>::new(CAP).unwrap(),
-        put: |q, i| q.put_timeout(i, DEADLINE).is_ok(),
-        get: |q, t| q.get_timeout(t).ok(),
+        put: |q, from, to| (from..=to).all(|i| q.put_timeout(i, DEADLINE).is_ok()),
+        get: |q, t, got| q.get_timeout(t).map(|v| got.push(v)).is_ok(),
+        lost: |q| q.lost(),
+    };
+    check(kind.name, &consumer_kills(&kind, runs(20)));
+}
+
+/// `put_slice` and `get_into`, up to [`BATCH`] items a call (one blocking
+/// call when the ring is full or empty).
+#[test]
+fn queue_batch_consumers_killed_at_random() {
+    let kind = Kind {
+        name: "Queue<u64> put_slice/get_into",
+        items: ITEMS,
+        make: || Queue::<u64>::new(CAP).unwrap(),
+        put: |q, from, to| {
+            let src: Vec<u64> = (from..=to).collect();
+            let mut done = 0;
+            while done < src.len() {
+                match q.put_slice(&src[done..]) {
+                    0 => match q.put_timeout(src[done], DEADLINE) {
+                        Ok(()) => done += 1,
+                        Err(_) => return false,
+                    },
+                    n => done += n,
+                }
+            }
+            true
+        },
+        get: |q, t, got| {
+            let mut dst = [0u64; BATCH as usize];
+            match q.get_into(&mut dst) {
+                0 => q.get_timeout(t).map(|v| got.push(v)).is_ok(),
+                n => {
+                    got.extend_from_slice(&dst[..n]);
+                    true
+                }
+            }
+        },
         lost: |q| q.lost(),
     };
     check(kind.name, &consumer_kills(&kind, runs(20)));
@@ -198,8 +251,8 @@ fn message_queue_consumers_killed_at_random() {
         name: "MessageQueue<String>",
         items: ITEMS,
         make: || MessageQueue::<String>::new(CAP, 64).unwrap(),
-        put: |q, i| q.put_timeout(text(i), DEADLINE).is_ok(),
-        get: |q, t| q.get_timeout(t).ok().map(|s| number(&s)),
+        put: |q, from, to| (from..=to).all(|i| q.put_timeout(text(i), DEADLINE).is_ok()),
+        get: |q, t, got| q.get_timeout(t).map(|s| got.push(number(&s))).is_ok(),
         lost: |q| q.lost(),
     };
     check(kind.name, &consumer_kills(&kind, runs(20)));
@@ -211,8 +264,8 @@ fn joinable_queue_consumers_killed_at_random() {
         name: "JoinableQueue<String>",
         items: ITEMS,
         make: || JoinableQueue::<String>::new(CAP, 64).unwrap(),
-        put: |q, i| q.put_timeout(text(i), DEADLINE).is_ok(),
-        get: |q, t| q.get_timeout(t).ok().map(|s| number(&s)),
+        put: |q, from, to| (from..=to).all(|i| q.put_timeout(text(i), DEADLINE).is_ok()),
+        get: |q, t, got| q.get_timeout(t).map(|s| got.push(number(&s))).is_ok(),
         lost: |q| q.lost(),
     };
     check(kind.name, &consumer_kills(&kind, runs(20)));
@@ -230,8 +283,8 @@ fn pipe_receivers_killed_at_random() {
                 .create::<String>()
                 .unwrap()
         },
-        put: |(a, _), i| a.send_timeout(text(i), DEADLINE).is_ok(),
-        get: |(_, b), t| b.recv_timeout(t).ok().map(|s| number(&s)),
+        put: |(a, _), from, to| (from..=to).all(|i| a.send_timeout(text(i), DEADLINE).is_ok()),
+        get: |(_, b), t, got| b.recv_timeout(t).map(|s| got.push(number(&s))).is_ok(),
         lost: |(_, b)| b.lost(),
     };
     check(kind.name, &consumer_kills(&kind, runs(20)));
@@ -250,11 +303,11 @@ fn big_message_consumers_killed_at_random() {
         name: "MessageQueue<Vec<u8>> (200 KB)",
         items: 300,
         make: || MessageQueue::<Vec<u8>>::new(CAP, 200_016).unwrap(),
-        put: |q, i| q.put_timeout(big(i), DEADLINE).is_ok(),
-        get: |q, t| {
+        put: |q, from, to| (from..=to).all(|i| q.put_timeout(big(i), DEADLINE).is_ok()),
+        get: |q, t, got| {
             q.get_timeout(t)
-                .ok()
-                .map(|v| u64::from_le_bytes(v[..8].try_into().unwrap()))
+                .map(|v| got.push(u64::from_le_bytes(v[..8].try_into().unwrap())))
+                .is_ok()
         },
         lost: |q| q.lost(),
     };

@@ -507,9 +507,10 @@ impl<T: Pod> Queue<T> {
     /// for [`get_into`](Self::get_into), every value of the batch) loses
     /// the value uncounted. Measured by `tests/dead_consumers.rs` with
     /// `MULTIPROC_REDTEAM=300` (consumers SIGKILLed at random in a stream):
-    /// 1 of 1,500 kills (300 for each of five queue kinds) lost a value
-    /// uncounted, the test's own bookkeeping after the get included; before
-    /// the claim covered the decode and the wake, 241 did.
+    /// 1 of 1,800 kills (300 for each of six queue kinds and ways, batches
+    /// of `get_into` among them) lost a value uncounted, the test's own
+    /// bookkeeping after the get included; before the claim covered the
+    /// decode and the wake, 242 did.
     ///
     /// # Examples
     ///
