@@ -152,7 +152,7 @@ fn consumer_kills<Q: Clone>(kind: &Kind<Q>, runs: u32) -> Tally {
         for _ in 0..2 * CAP {
             assert!((kind.put)(&q, 0, 0));
             assert!((kind.get)(&q, DEADLINE, &mut got));
-            assert_eq!(got.drain(..).collect::<Vec<_>>(), [0]);
+            assert_eq!(std::mem::take(&mut got), [0]);
         }
         let missing = (1..=items as usize)
             .filter(|&i| marked.get(i) == Some(0) && !drained[i])
