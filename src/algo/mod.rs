@@ -13,6 +13,7 @@ pub mod bump;
 pub mod condvar;
 pub mod event;
 pub mod eventcount;
+pub mod holders;
 pub mod mpmc;
 pub mod robust;
 pub mod semaphore;

@@ -375,8 +375,13 @@ impl<'a> Process<'a> {
     }
 
     /// Starts the child. Under [`StartMethod::Spawn`] it returns once the
-    /// child's [`init`](crate::init) has found the entry point (about the
-    /// time the program takes to start).
+    /// child's [`init`](crate::init) has found the entry point and decoded
+    /// its arguments (about the time the program takes to start). Under
+    /// either method the child holds every shared object of its target
+    /// when `start` returns, so this process may drop its own copies then:
+    /// the end of a [`Pipe`](crate::Pipe) handed to the child, for
+    /// instance, which it must drop for `recv` on the other end to see the
+    /// child's death.
     ///
     /// # Examples
     ///

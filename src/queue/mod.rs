@@ -4,6 +4,7 @@
 
 pub mod spsc;
 
+pub(crate) mod ends;
 pub(crate) mod error;
 
 pub(crate) mod joinable;

@@ -4,9 +4,14 @@
 //! The object holds two message rings (the format of
 //! [`MessageQueue`](crate::MessageQueue)): ring 0 carries messages from end 0
 //! to end 1, ring 1 the other way. Their words lie before element 0
-//! (ring 0's first), their slots are elements `0..cap` and `cap..2 cap`.
-//! Closing an end closes both rings: the peer drains what was sent, then
-//! sees `Closed`, and its sends fail.
+//! (ring 0's first), their slots are elements `0..cap` and `cap..2 cap`;
+//! before the words, the holder tables of end 0 and end 1
+//! ([`HolderTable`](crate::algo::holders::HolderTable), 576 bytes each:
+//! end 0's first). Closing an end closes both rings: the peer drains what
+//! was sent, then sees `Closed`, and its sends fail. An end whose table
+//! says every holder is gone is closed by the other end's waiting calls
+//! (see [`Connection`]'s end of file); `queue::ends` keeps this process's
+//! count of handles per end.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -15,16 +20,24 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::algo::holders::HOLDER_TABLE_BYTES;
+use crate::algo::mpmc::{QueueMemory, RawQueue, STATE_BYTES};
+use crate::algo::wait::deadline;
 use crate::error::{Error, Result};
+use crate::loom::atomic::{AtomicU64, Ordering};
+use crate::queue::ends::EndHold;
 use crate::queue::message::{
     MsgMem, RecvError, Ring, SendError, Wait, check_capacity, decode, expect, init_stamps, layout,
     recv_with, send, send_bytes,
 };
-use crate::algo::mpmc::{RawQueue, STATE_BYTES};
-use crate::algo::wait::deadline;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Object, Place, Placed, Token};
+use crate::sys::clock::coarse_ms;
+
+/// How often (ms) one handle's calls that do not wait look whether the
+/// other end is gone.
+const LOOK_EVERY_MS: u64 = 10;
 
 /// Options for a new pipe: capacity and maximum message size of each
 /// direction. [`pipe`] uses the defaults.
@@ -203,12 +216,54 @@ pub fn pipe<T: Serialize + DeserializeOwned>() -> Result<(Connection<T>, Connect
 /// Several processes may use one end at once (each message goes to one
 /// receiver), though a pipe is meant for two parties.
 ///
-/// Closing is explicit: [`close`](Self::close) from either end closes
-/// the pipe; the other end then receives what was already sent, then
-/// [`RecvError::Closed`], and its sends fail with [`SendError::Closed`].
-/// Dropping a handle does not close anything, since copies of it may live
-/// in other processes.
+/// [`close`](Self::close) from either end closes the pipe; the other end
+/// then receives what was already sent, then [`RecvError::Closed`], and
+/// its sends fail with [`SendError::Closed`].
+///
+/// # End of file
+///
+/// As with Python's pipes, an end that no live process holds any more
+/// reads as closed from the other end: its holders were killed, exited or
+/// dropped their handles. Each end keeps, in the shared object, a table of
+/// the processes holding a handle to it (a process enters with its first
+/// handle, a forked child with the `fork` that copied them, a spawned
+/// child when it decodes its arguments, a process of `open_at` when it
+/// opens; it leaves when its last handle drops, or dies). A `recv` that
+/// waits on an empty direction whose sending end is held by nobody closes
+/// the pipe, receives what was left, then reports `Closed`; a `send` that
+/// waits for room that only a gone end could make reports `Closed` with
+/// its value. `try_recv`, `poll`, `try_send` and the `*_timeout` calls
+/// look too (at most every 10 ms per handle).
+///
+/// - A gone end is told after every look for 50 ms found it gone (a
+///   forked child records itself within its `fork`, a moment after its
+///   parent may have dropped its copy). A `recv` already waiting looks at
+///   the end of each slice of its sleep: 140 ms after the peer's death in
+///   `tests/pipe_eof.rs`, at most about 2.6 s after a long idle wait (its
+///   slices grow to 1.28 s); a loop of `try_recv`s took 59 ms.
+/// - **Drop the end you do not use**, as in Python: a parent that keeps
+///   its copy of the child's end holds that end itself, and never sees the
+///   child's death. Handing the end to a
+///   [`Process`](crate::Process) and dropping it once
+///   [`start`](crate::Process::start) returns is safe under both start
+///   methods.
+/// - A table holds 63 processes per end (a dead one's place is reused);
+///   a 64th live one makes the end never count as gone: no false end of
+///   file, and no end of file at all. So does a process that holds more
+///   than 256 pipe ends at once (it keeps count of 256).
+/// - Holders are told apart by process id and start time, read from
+///   `/proc` (so a reused process id is not taken for the old holder);
+///   without a usable `/proc` a holder always counts as alive.
+///
+/// Several processes may receive from one end; a receiver killed inside
+/// `recv` is counted by [`lost`](Self::lost).
 pub struct Connection<T> {
+    /// This handle's share in the process's hold on its end (first, so it
+    /// drops before the mapping the rings keep).
+    hold: EndHold,
+    /// When this handle last looked whether the other end is gone
+    /// (`coarse_ms`), for the calls that do not wait.
+    looked: AtomicU64,
     send: Ring,
     recv: Ring,
     end: u32,
@@ -218,6 +273,8 @@ pub struct Connection<T> {
 impl<T> Clone for Connection<T> {
     fn clone(&self) -> Self {
         Connection {
+            hold: self.hold.clone(),
+            looked: AtomicU64::new(0),
             send: self.send.clone(),
             recv: self.recv.clone(),
             end: self.end,
@@ -228,8 +285,14 @@ impl<T> Clone for Connection<T> {
 
 impl<T> fmt::Debug for Connection<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let holders = self
+            .send
+            .memory()
+            .peer_tables()
+            .map(|(mine, theirs)| (mine.holders(), theirs.holders()));
         f.debug_struct("Connection")
             .field("end", &self.end)
+            .field("holders (this end, the other)", &holders)
             .field("unread", &self.recv.len())
             .field("closed", &self.send.is_closed())
             .field("place", self.send.memory().placed())
@@ -249,15 +312,28 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             });
         }
         // Ring 0's words are first (2 × STATE_BYTES before element 0),
-        // its slots first too.
-        let ring0 = RawQueue::new(MsgMem::new(obj.clone(), 2 * STATE_BYTES, 0, cap));
-        let ring1 = RawQueue::new(MsgMem::new(obj, STATE_BYTES, cap, cap));
+        // its slots first too; before the rings' words, end 0's holder
+        // table, then end 1's.
+        let holders = |e: u32| 2 * STATE_BYTES + (2 - e as usize) * HOLDER_TABLE_BYTES;
+        let ring0 = RawQueue::new(
+            MsgMem::new(obj.clone(), 2 * STATE_BYTES, 0, cap).with_peers(holders(0), holders(1)),
+        );
+        let ring1 = RawQueue::new(
+            MsgMem::new(obj, STATE_BYTES, cap, cap).with_peers(holders(1), holders(0)),
+        );
         let (send, recv) = if end == 0 {
             (ring0, ring1)
         } else {
             (ring1, ring0)
         };
+        // Our end's table: the one our sending ring's producers use.
+        let (mine, _) = send
+            .memory()
+            .peer_tables()
+            .expect("a pipe's rings know their holder tables");
         Ok(Connection {
+            hold: EndHold::new(mine),
+            looked: AtomicU64::new(0),
             send,
             recv,
             end,
@@ -274,7 +350,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// [`SendError::TooLarge`] / [`SendError::Encode`] as for
     /// [`MessageQueue::put`](crate::MessageQueue::put); each with the value.
     pub fn send(&self, value: T) -> std::result::Result<(), SendError<T>> {
-        send(&self.send, value, Wait::Until(None))
+        self.sent(send(&self.send, value, Wait::Until(None)))
     }
 
     /// Sends `value` if there is room, without blocking.
@@ -283,7 +359,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// As [`send`](Self::send), plus [`SendError::Full`].
     pub fn try_send(&self, value: T) -> std::result::Result<(), SendError<T>> {
-        send(&self.send, value, Wait::No)
+        self.sent(send(&self.send, value, Wait::No))
     }
 
     /// Sends `value`, sleeping at most `timeout` while the direction is
@@ -298,7 +374,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), SendError<T>> {
-        send(&self.send, value, Wait::at_most(timeout))
+        self.sent(send(&self.send, value, Wait::at_most(timeout)))
     }
 
     /// Receives the next message from the other end, sleeping until there
@@ -326,7 +402,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # }
     /// ```
     pub fn recv(&self) -> std::result::Result<T, RecvError> {
-        recv_with(&self.recv, Wait::Until(None), decode::<T>)
+        self.received(Wait::Until(None), |w| recv_with(&self.recv, w, decode::<T>))
     }
 
     /// Receives the next message if there is one, without blocking.
@@ -335,7 +411,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     ///
     /// [`RecvError::Empty`], or as [`recv`](Self::recv).
     pub fn try_recv(&self) -> std::result::Result<T, RecvError> {
-        recv_with(&self.recv, Wait::No, decode::<T>)
+        self.received(Wait::No, |w| recv_with(&self.recv, w, decode::<T>))
     }
 
     /// Receives the next message, sleeping at most `timeout` until there is
@@ -346,7 +422,9 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// [`RecvError::Timeout`] if nothing came in time, or as
     /// [`recv`](Self::recv).
     pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
-        recv_with(&self.recv, Wait::at_most(timeout), decode::<T>)
+        self.received(Wait::at_most(timeout), |w| {
+            recv_with(&self.recv, w, decode::<T>)
+        })
     }
 
     /// Whether a [`recv`](Self::recv) would return at once (a message is
@@ -367,7 +445,14 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # }
     /// ```
     pub fn poll(&self, timeout: Duration) -> bool {
-        self.recv.wait_readable(deadline(timeout))
+        if self.recv.wait_readable(deadline(timeout)) {
+            return true;
+        }
+        if self.other_end_gone() {
+            self.close();
+            return true;
+        }
+        false
     }
 
     /// Sends raw bytes as one message (no encoding), sleeping while the
@@ -389,7 +474,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// # }
     /// ```
     pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
-        send_bytes(&self.send, bytes, Wait::Until(None))
+        self.sent(send_bytes(&self.send, bytes, Wait::Until(None)))
     }
 
     /// Sends raw bytes as one message, sleeping at most `timeout` while the
@@ -403,7 +488,7 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         bytes: &[u8],
         timeout: Duration,
     ) -> std::result::Result<(), SendError<()>> {
-        send_bytes(&self.send, bytes, Wait::at_most(timeout))
+        self.sent(send_bytes(&self.send, bytes, Wait::at_most(timeout)))
     }
 
     /// Receives the next message's raw bytes (whatever was sent: bytes from
@@ -416,7 +501,9 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// [`RecvError::Decode`] only for a length word overwritten in shared
     /// memory.
     pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
-        recv_with(&self.recv, Wait::Until(None), |b| Ok(b.to_vec()))
+        self.received(Wait::Until(None), |w| {
+            recv_with(&self.recv, w, |b| Ok(b.to_vec()))
+        })
     }
 
     /// Receives the next message's raw bytes, sleeping at most `timeout`.
@@ -426,7 +513,68 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// [`RecvError::Timeout`] if nothing came in time, or as
     /// [`recv_bytes`](Self::recv_bytes).
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
-        recv_with(&self.recv, Wait::at_most(timeout), |b| Ok(b.to_vec()))
+        self.received(Wait::at_most(timeout), |w| {
+            recv_with(&self.recv, w, |b| Ok(b.to_vec()))
+        })
+    }
+
+    /// A send's result. A `Closed` one closes the whole pipe: a direction
+    /// closes alone only when a sender found every holder of the other end
+    /// gone, and the pipe is then dead both ways. A `Full` or `Timeout`
+    /// one becomes `Closed` (and closes the pipe) if the other end is gone
+    /// for good (see [`other_end_gone`](Self::other_end_gone)).
+    fn sent<V>(
+        &self,
+        r: std::result::Result<(), SendError<V>>,
+    ) -> std::result::Result<(), SendError<V>> {
+        match r {
+            Err(SendError::Closed(_)) => self.close(),
+            Err(SendError::Full(v) | SendError::Timeout(v)) if self.other_end_gone() => {
+                self.close();
+                return Err(SendError::Closed(v));
+            }
+            _ => {}
+        }
+        r
+    }
+
+    /// Runs a receive that may wait as `wait` says. A `Closed` result
+    /// closes the whole pipe (see [`sent`](Self::sent)). After an `Empty`
+    /// or `Timeout` one, if the other end is gone for good, closes the pipe
+    /// and receives once more without waiting: a message sent before the
+    /// end went, or `Closed`.
+    fn received<R>(
+        &self,
+        wait: Wait,
+        receive: impl Fn(Wait) -> std::result::Result<R, RecvError>,
+    ) -> std::result::Result<R, RecvError> {
+        let r = match receive(wait) {
+            Err(RecvError::Empty | RecvError::Timeout) if self.other_end_gone() => {
+                self.close();
+                receive(Wait::No)
+            }
+            r => r,
+        };
+        if matches!(r, Err(RecvError::Closed)) {
+            self.close();
+        }
+        r
+    }
+
+    /// Whether every holder of the other end is gone for good, looked up
+    /// at most every [`LOOK_EVERY_MS`] per handle (a look reads `/proc`
+    /// for each holder: a loop of `try_recv`s must not pay that each
+    /// time). A blocked call looks by itself, once per slice of its sleep.
+    fn other_end_gone(&self) -> bool {
+        let now = coarse_ms();
+        // SYNC: Relaxed: only spaces this handle's looks out; two threads
+        // that both look at once are merely wasteful.
+        let last = self.looked.load(Ordering::Relaxed);
+        if now.wrapping_sub(last) < LOOK_EVERY_MS {
+            return false;
+        }
+        self.looked.store(now, Ordering::Relaxed);
+        self.send.memory().consumers_gone()
     }
 
     /// Closes the pipe, both directions, for both ends: the other end

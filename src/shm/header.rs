@@ -32,7 +32,7 @@ pub(crate) const HEADER_SIZE: usize = 64;
 /// `b"MPROCOBJ"` read as a little-endian integer.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MPROCOBJ");
 /// The layout version this build writes and reads.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// High half of a published `ready` word.
 const READY_TAG: u32 = 0x4D50_0000; // "MP"
 /// The ready word of a header being initialised.
@@ -82,9 +82,10 @@ impl ObjectKind {
             ObjectKind::Spsc | ObjectKind::Mpmc | ObjectKind::Messages => 5 * HEADER_SIZE,
             // The unfinished-task line, then the four lines of a ring.
             ObjectKind::Joinable => 6 * HEADER_SIZE,
-            // Two rings' four lines each (the ring from end 0 to end 1
+            // The holder tables of end 0 and end 1 (nine lines each), then
+            // two rings' four lines each (the ring from end 0 to end 1
             // first).
-            ObjectKind::Pipe => 9 * HEADER_SIZE,
+            ObjectKind::Pipe => 27 * HEADER_SIZE,
             // Everything else keeps its state (and, for a Mutex, the lock word
             // and then the value) in the payload right after the header.
             ObjectKind::RawValue

@@ -7,8 +7,11 @@
 //!   children in `process/registry.rs`), so no child inherits one locked by
 //!   a thread that does not exist in the child;
 //! * parent: release them;
-//! * child: release them, and forget this thread's cached identity (TID and
-//!   start stamp, `sys/thread.rs`): the child's one thread has a new TID.
+//! * child: release them, forget this thread's and this process's cached
+//!   identity (TID, pid and start stamps, `sys/thread.rs`): the child's one
+//!   thread has a new TID; then run the child hooks registered with
+//!   [`on_child`] (the pipe ends record the child as a holder of every end
+//!   it inherited).
 //!
 //! The locks register themselves here on first use (a hook list), so this
 //! module names none of the tables and depends on nothing above it. The
@@ -44,6 +47,43 @@ static HOOKS: [AtomicPtr<AtomicU32>; MAX_HOOKS] =
 static HOOK_COUNT: AtomicU32 = AtomicU32::new(0);
 /// Guards `HOOKS`; held by the prepare handler until the fork is done.
 static HOOK_LOCK: AtomicU32 = AtomicU32::new(0);
+
+/// The most child hooks ([`on_child`]) a process can have (the crate has
+/// one).
+const MAX_CHILD_HOOKS: usize = 4;
+
+/// The child hooks registered so far (`fn()` pointers),
+/// `CHILD_HOOK_COUNT` of them. Written under `HOOK_LOCK`.
+static CHILD_HOOKS: [AtomicPtr<()>; MAX_CHILD_HOOKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHILD_HOOKS];
+static CHILD_HOOK_COUNT: AtomicU32 = AtomicU32::new(0);
+
+/// Has `hook` run in every child forked from now on, in the child handler,
+/// after the [`ForkLock`]s are released (so it may take one) and the
+/// cached identities forgotten. A hook runs in a child of a possibly
+/// multi-threaded parent before `fork` returns there: it must not allocate
+/// or take any lock but a `ForkLock`. Registering the same hook twice keeps
+/// one.
+pub(crate) fn on_child(hook: fn()) {
+    ensure_handlers();
+    let addr = hook as *mut ();
+    spin_acquire(&HOOK_LOCK);
+    let n = CHILD_HOOK_COUNT.load(Ordering::Relaxed) as usize;
+    let known = CHILD_HOOKS[..n]
+        .iter()
+        .any(|h| h.load(Ordering::Relaxed) == addr);
+    if !known {
+        if n >= MAX_CHILD_HOOKS {
+            spin_release(&HOOK_LOCK);
+            panic!("more child hooks than MAX_CHILD_HOOKS");
+        }
+        CHILD_HOOKS[n].store(addr, Ordering::Relaxed);
+        CHILD_HOOK_COUNT.store(n as u32 + 1, Ordering::Relaxed);
+    }
+    // SYNC: the Release store in `spin_release` publishes the list to the
+    // prepare handler, which takes HOOK_LOCK before the fork.
+    spin_release(&HOOK_LOCK);
+}
 
 /// Takes a spin word (spinning, then yielding).
 fn spin_acquire(word: &AtomicU32) {
@@ -99,8 +139,23 @@ extern "C" fn child() {
     for word in hooks().rev() {
         spin_release(word);
     }
+    // The hooks, read while the list is still ours (the prepare handler
+    // took HOOK_LOCK before the fork, so this copy is whole); they run
+    // after the release, since a hook may take a `ForkLock`, whose first
+    // use registers it under HOOK_LOCK.
+    let mut hooks = [std::ptr::null_mut::<()>(); MAX_CHILD_HOOKS];
+    let n = CHILD_HOOK_COUNT.load(Ordering::Relaxed) as usize;
+    for (to, from) in hooks.iter_mut().zip(&CHILD_HOOKS[..n]) {
+        *to = from.load(Ordering::Relaxed);
+    }
     spin_release(&HOOK_LOCK);
     crate::sys::thread::forget_identity();
+    for &addr in &hooks[..n] {
+        // SAFETY: every address in CHILD_HOOKS came from a `fn()` in
+        // `on_child`.
+        let hook: fn() = unsafe { std::mem::transmute::<*mut (), fn()>(addr) };
+        hook();
+    }
 }
 
 /// Makes sure the fork handlers are registered in this process. Cheap (one

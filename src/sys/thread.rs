@@ -17,17 +17,83 @@
 
 use std::cell::Cell;
 
-use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::algo::robust::{Liveness, Owner};
 
 thread_local! {
     static ME: Cell<Option<Owner>> = const { Cell::new(None) };
 }
 
-/// Forgets this thread's cached identity. Called in a forked child (whose
-/// only thread has a new TID) by the atfork child handler in `sys/atfork.rs`.
+/// This process's identity (its pid and start stamp) as `Owner` bits, 0
+/// until looked up.
+static PROCESS: AtomicU64 = AtomicU64::new(0);
+
+/// Forgets this thread's and this process's cached identity. Called in a
+/// forked child (whose only thread has a new TID, and which is a new
+/// process) by the atfork child handler in `sys/atfork.rs`.
 pub(crate) fn forget_identity() {
     let _ = ME.try_with(|c| c.set(None));
+    PROCESS.store(0, Ordering::Relaxed);
+}
+
+/// This process as a holder table records it: its pid and the start stamp
+/// of its main thread (which started with the process), cached per
+/// process. [`ProcLiveness`] tells it dead as it tells a thread.
+///
+/// Makes no allocation (it runs in the atfork child handler): the start
+/// stamp is read into a stack buffer, and left 0 ("unknown": liveness then
+/// goes by existence) where the checks that allocate have not run in this
+/// process or its parent yet.
+pub(crate) fn process() -> Owner {
+    if let Some(me) = Owner::of(PROCESS.load(Ordering::Relaxed)) {
+        return me;
+    }
+    let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
+    let mut buf = [0u8; 1024];
+    let stamp = match (PROC_OURS.load(Ordering::Relaxed), read_stat_into(pid, &mut buf)) {
+        (1, Some(stat)) if stat.pid == pid => cached_stamp_of(stat.start).unwrap_or(0),
+        _ => 0,
+    };
+    let me = Owner { tid: pid, stamp };
+    PROCESS.store(me.bits(), Ordering::Relaxed);
+    me
+}
+
+/// [`process`], after making sure the cached `/proc` checks it relies on
+/// have run (they allocate): call it where allocating is fine, before the
+/// identity may be needed in a forked child.
+pub(crate) fn process_prepared() -> Owner {
+    crate::sys::atfork::ensure_handlers();
+    let _ = proc_is_ours();
+    let _ = boottime_offset_ticks();
+    process()
+}
+
+/// Reads `/proc/<tid>/stat` into `buf` and parses it, with no allocation;
+/// `None` if it cannot be read, does not fit or does not parse.
+fn read_stat_into(tid: u32, buf: &mut [u8; 1024]) -> Option<Stat> {
+    use std::io::Write;
+    let mut path = [0u8; 32];
+    let len = {
+        let mut w = &mut path[..31];
+        write!(w, "/proc/{tid}/stat").ok()?;
+        31 - w.len()
+    };
+    let path = std::ffi::CStr::from_bytes_with_nul(&path[..=len]).ok()?;
+    let fd = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()).ok()?;
+    let mut n = 0;
+    while n < buf.len() {
+        match rustix::io::read(&fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    if n == buf.len() {
+        return None;
+    }
+    parse_stat(&buf[..n])
 }
 
 /// This thread's owner record: its TID and start stamp, cached per thread.
@@ -63,6 +129,12 @@ fn lookup_current() -> Owner {
 /// namespace offset, truncated, never 0 (0 means "unknown").
 fn stamp_of(start: u64) -> u32 {
     (start.wrapping_sub(boottime_offset_ticks()) as u32).max(1)
+}
+
+/// [`stamp_of`] if the boot-time offset is known already (no file read).
+fn cached_stamp_of(start: u64) -> Option<u32> {
+    let ticks = BOOTTIME_TICKS.load(Ordering::Relaxed);
+    (ticks != u32::MAX).then(|| (start.wrapping_sub(u64::from(ticks)) as u32).max(1))
 }
 
 /// What `/proc/<tid>/stat` says about a task.
@@ -123,8 +195,7 @@ fn proc_is_ours() -> bool {
 /// This process's boot-time namespace offset in clock ticks (0 outside a
 /// time namespace, or where the kernel has none).
 fn boottime_offset_ticks() -> u64 {
-    static TICKS: AtomicU32 = AtomicU32::new(u32::MAX);
-    let cached = TICKS.load(Ordering::Relaxed);
+    let cached = BOOTTIME_TICKS.load(Ordering::Relaxed);
     if cached != u32::MAX {
         return u64::from(cached);
     }
@@ -140,12 +211,15 @@ fn boottime_offset_ticks() -> u64 {
             Some((secs * hz + nanos * hz / 1_000_000_000) as u64)
         })
         .unwrap_or(0);
-    TICKS.store(
+    BOOTTIME_TICKS.store(
         u32::try_from(ticks).unwrap_or(u32::MAX - 1),
         Ordering::Relaxed,
     );
     ticks
 }
+
+/// The boot-time namespace offset in clock ticks, `u32::MAX` until read.
+static BOOTTIME_TICKS: AtomicU32 = AtomicU32::new(u32::MAX);
 
 /// Whether a task with this TID exists in our PID namespace, by `kill(tid,
 /// 0)`, which `hidepid` does not affect.

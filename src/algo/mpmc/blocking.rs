@@ -114,6 +114,10 @@ impl<M: QueueMemory> RawQueue<M> {
             if time_left(deadline).is_err() {
                 return false;
             }
+            if self.mem.consumers_gone() {
+                // Nobody will ever take: the close makes the put fail.
+                self.close();
+            }
             // A slice with no notify: maybe a consumer died at the tail. With no claim
             // there at all (an idle queue), look again less and less often.
             slice = if self.recover_at_tail() {
@@ -138,6 +142,11 @@ impl<M: QueueMemory> RawQueue<M> {
             }
             if time_left(deadline).is_err() {
                 return false;
+            }
+            if self.mem.producers_gone() {
+                // Nobody can put any more: the close lets us drain, then
+                // report `Closed`.
+                self.close();
             }
             // A slice with no notify: maybe a producer died at the head. With no claim
             // there at all (an idle queue), look again less and less often.

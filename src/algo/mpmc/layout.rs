@@ -150,6 +150,22 @@ pub unsafe trait QueueMemory {
     /// Whether the thread a claim names is certainly gone (see the trait's
     /// safety section); asked only about claims stuck for a while.
     fn is_dead(&self, owner: Owner) -> bool;
+
+    /// Whether everyone who could put into the ring is gone for good
+    /// (every holder of a pipe's sending end died or dropped it, and no
+    /// new one came for a while): asked by a consumer that slept a slice
+    /// on an empty ring, which then closes the ring (it drains, then
+    /// reports `Closed`). Default: never.
+    fn producers_gone(&self) -> bool {
+        false
+    }
+
+    /// Whether everyone who could take from the ring is gone for good:
+    /// asked by a producer that slept a slice on a full ring, which then
+    /// closes the ring (its put fails). Default: never.
+    fn consumers_gone(&self) -> bool {
+        false
+    }
 }
 
 /// [`QueueMemory`] whose slots hold one `Copy` value each, for the

@@ -175,8 +175,8 @@ fn dispatch(entries: &[EntryPoint], env: &EnvRef) -> i32 {
             ));
         }
     };
-    status::send(env.status, status::STARTED, &boot.entry);
-    let outcome = (entry.run)(&boot.args);
+    let started = || status::send(env.status, status::STARTED, &boot.entry);
+    let outcome = (entry.run)(&boot.args, &started);
     if let Some(f) = &outcome.failure {
         status::send(env.status, status::tag_of(f.kind()), f.message());
     }

@@ -86,7 +86,8 @@ pub trait Entry: Serialize + DeserializeOwned {
 #[derive(Clone, Copy)]
 pub struct EntryPoint {
     name: fn() -> &'static str,
-    pub(crate) run: fn(&[u8]) -> Outcome,
+    /// Decodes the arguments, calls `started` (decoded or not), runs.
+    pub(crate) run: fn(&[u8], &dyn Fn()) -> Outcome,
 }
 
 impl EntryPoint {
@@ -110,11 +111,17 @@ impl fmt::Debug for EntryPoint {
     }
 }
 
-/// Decodes an `E` from `args` and runs it, in the child.
-fn run_entry<E: Entry>(args: &[u8]) -> Outcome {
+/// Decodes an `E` from `args` and runs it, in the child. `started` is
+/// called once the decoding is done, whether it worked or not: by then
+/// every shared object in the arguments is attached (and, for a pipe end,
+/// this process is recorded as its holder), so the parent may drop its
+/// copies as soon as its `start` returns.
+fn run_entry<E: Entry>(args: &[u8], started: &dyn Fn()) -> Outcome {
     run_catching(|| {
         crate::shm::object::clear_attach_error();
-        match postcard::from_bytes::<E>(args) {
+        let decoded = postcard::from_bytes::<E>(args);
+        started();
+        match decoded {
             Ok(entry) => entry.run().into_report().into(),
             Err(e) => {
                 // postcard drops the messages of custom errors: the attach

@@ -24,11 +24,14 @@
 //!    device and inode), marks the inherited descriptors close-on-exec
 //!    again, becomes a daemon if asked (`PR_SET_PDEATHSIG`, then a check
 //!    that the parent is still the one that spawned it), finds the entry
-//!    point by name, reports `STARTED` on the status pipe, decodes the
-//!    arguments (each shared object attaches from its descriptor, through
-//!    the inherited descriptor, and is validated), runs the entry, reports a
-//!    failure if any, and exits. The parent's `start` returns once `STARTED`
-//!    arrives.
+//!    point by name, decodes the arguments (each shared object attaches
+//!    from its descriptor, through the inherited descriptor, and is
+//!    validated), reports `STARTED` on the status pipe (after the decoding,
+//!    whether it worked or not), runs the entry, reports a failure if any,
+//!    and exits. The parent's `start` returns once `STARTED` arrives: by
+//!    then the child holds every object of its arguments, so the parent
+//!    may drop its copies (a [`Connection`](crate::Connection) end it
+//!    handed down, say) at once.
 //!
 //! # No fork bomb, no hang
 //!

@@ -6,12 +6,14 @@
 use std::fmt;
 use std::ptr;
 
+use crate::algo::holders::{HOLDER_TABLE_BYTES, HolderTable, SETTLE_MS};
 use crate::algo::mpmc::{MpmcState, QueueMemory, RawQueue, STATE_BYTES};
 use crate::algo::robust::{Liveness, Owner};
 use crate::error::{Error, Result};
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::shm::header::{Expect, Fingerprint, ObjectKind, ObjectLayout};
 use crate::shm::object::{Place, Placed};
+use crate::sys::clock::coarse_ms;
 use crate::sys::futex::Futex;
 use crate::sys::thread::ProcLiveness;
 
@@ -87,6 +89,9 @@ pub(crate) struct MsgMem {
     first: usize,
     cap: usize,
     slot: usize,
+    /// For a pipe's ring: how far before element 0 the holder tables of
+    /// its producers' end and of its consumers' end lie.
+    peers: Option<(usize, usize)>,
 }
 
 impl fmt::Debug for MsgMem {
@@ -119,7 +124,39 @@ impl MsgMem {
             first,
             cap,
             slot,
+            peers: None,
         }
+    }
+
+    /// The ring of a pipe: the holder tables of the end that puts into it
+    /// and of the end that takes from it lie `producers_back` and
+    /// `consumers_back` bytes before element 0, before the ring states.
+    /// Blocked callers ask them whether the other side is gone.
+    pub(crate) fn with_peers(mut self, producers_back: usize, consumers_back: usize) -> MsgMem {
+        for back in [producers_back, consumers_back] {
+            assert!(
+                back >= self.state_back + HOLDER_TABLE_BYTES && back.is_multiple_of(SLOT_ALIGN),
+                "holder table outside its object"
+            );
+        }
+        self.peers = Some((producers_back, consumers_back));
+        self
+    }
+
+    /// The holder table `back` bytes before element 0.
+    fn holders(&self, back: usize) -> &HolderTable {
+        // SAFETY: `with_peers` callers (the pipe) pass offsets that their
+        // kind's data offset reserves after the header, 64-aligned, each
+        // HOLDER_TABLE_BYTES long and clear of the ring states (checked
+        // there); a HolderTable is only atomics (valid for any bytes); the
+        // mapping outlives `&self`.
+        unsafe { &*self.obj.data().sub(back).cast::<HolderTable>() }
+    }
+
+    /// The holder tables of the producers' and the consumers' ends, for a
+    /// pipe's ring.
+    pub(crate) fn peer_tables(&self) -> Option<(&HolderTable, &HolderTable)> {
+        self.peers.map(|(p, c)| (self.holders(p), self.holders(c)))
     }
 
     /// The object the ring lives in.
@@ -182,6 +219,16 @@ unsafe impl QueueMemory for MsgMem {
 
     fn is_dead(&self, owner: Owner) -> bool {
         ProcLiveness.is_dead(owner)
+    }
+
+    fn producers_gone(&self) -> bool {
+        self.peer_tables()
+            .is_some_and(|(p, _)| p.gone_for(&ProcLiveness, coarse_ms(), SETTLE_MS))
+    }
+
+    fn consumers_gone(&self) -> bool {
+        self.peer_tables()
+            .is_some_and(|(_, c)| c.gone_for(&ProcLiveness, coarse_ms(), SETTLE_MS))
     }
 }
 
