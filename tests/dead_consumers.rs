@@ -195,9 +195,13 @@ fn consumer_kills<Q: Clone>(kind: &Kind<Q>, runs: u32) -> Tally {
 /// Asserts what the red-team count promises: uncounted losses in under
 /// 1 % of the runs, and, for a smoke run, at most two. What is left of
 /// the window after a get released its slot (the return through its
-/// frames, before the victim's flag goes up) is hit now and then: in
-/// unoptimised builds 2 runs of 360 (`MULTIPROC_REDTEAM=60 cargo test
-/// --test dead_consumers`), in release builds 0 of 1,800.
+/// frames and the wake of a producer waiting for the release, before the
+/// victim's flag goes up) is hit now and then: in unoptimised builds 2
+/// runs of 360 (`MULTIPROC_REDTEAM=60 cargo test --test dead_consumers`),
+/// in release builds 4 of 1,800 (`MULTIPROC_REDTEAM=300 cargo test
+/// --release --test dead_consumers`, 3 of them with 200 KB messages, on a
+/// machine busy with another test run; beside a second such run, 1 of
+/// 300 there).
 fn check(name: &str, t: &Tally) {
     let allowed = (t.runs / 100).max(2);
     assert!(
