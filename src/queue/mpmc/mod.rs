@@ -503,14 +503,17 @@ impl<T: Pod> Queue<T> {
     /// [`Connection`](crate::Connection) the decoding too (a slow
     /// `Deserialize` included), and the wake of a producer that waits for
     /// room. One window remains: a consumer killed after the release of the
-    /// slot and before its own next instruction (one load and the return;
-    /// for [`get_into`](Self::get_into), every value of the batch) loses
-    /// the value uncounted. Measured by `tests/dead_consumers.rs` with
+    /// slot and before the call returned (the wake of a producer waiting
+    /// for that release, if one waits, one load and the return; for
+    /// [`get_into`](Self::get_into), every value of the batch) loses the
+    /// value uncounted. Measured by `tests/dead_consumers.rs` with
     /// `MULTIPROC_REDTEAM=300` (consumers SIGKILLed at random in a stream):
     /// 1 of 1,800 kills (300 for each of six queue kinds and ways, batches
     /// of `get_into` among them) lost a value uncounted, the test's own
     /// bookkeeping after the get included; before the claim covered the
-    /// decode and the wake, 242 did.
+    /// decode and the wake, 242 did. Run again with that bookkeeping set
+    /// apart, on a busy box: 4 of 1,800, 3 of them with 200 KB messages
+    /// (whose producers often wait for the release).
     ///
     /// # Examples
     ///
