@@ -149,9 +149,10 @@ targets! {
 /// 64 bytes).
 const MSG_MAX: usize = 48;
 
-/// Where a pipe's slots start, relative to its header: two rings' four
-/// lines of words after the header line.
-const PIPE_DATA: usize = 9 * 64;
+/// Where a pipe's slots start, relative to its header: after the header
+/// line, the two ends' holder tables (nine lines each), then two rings'
+/// four lines of words (layout version 4).
+const PIPE_DATA: usize = 27 * 64;
 
 /// A pipe end in the fuzzing segment, opened as end `END`.
 struct PipeEnd<const END: u32>(Connection<Vec<u8>>);
