@@ -239,8 +239,9 @@ pub fn pipe<T: Serialize + DeserializeOwned>() -> Result<(Connection<T>, Connect
 ///   forked child records itself within its `fork`, a moment after its
 ///   parent may have dropped its copy). A `recv` already waiting looks at
 ///   the end of each slice of its sleep: 140 ms after the peer's death in
-///   `tests/pipe_eof.rs`, at most about 2.6 s after a long idle wait (its
-///   slices grow to 1.28 s); a loop of `try_recv`s took 59 ms.
+///   `tests/pipe_eof.rs`; after a long idle wait, by the slice lengths
+///   (not measured), at most about 2.6 s (its slices grow to 1.28 s). A
+///   loop of `try_recv`s took 59 ms.
 /// - **Drop the end you do not use**, as in Python: a parent that keeps
 ///   its copy of the child's end holds that end itself, and never sees the
 ///   child's death. Handing the end to a

@@ -49,9 +49,9 @@ pub(crate) fn process() -> Owner {
         return me;
     }
     let pid = rustix::process::getpid().as_raw_nonzero().get() as u32;
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; STAT_BYTES];
     let stamp = match (PROC_OURS.load(Ordering::Relaxed), read_stat_into(pid, &mut buf)) {
-        (1, Some(stat)) if stat.pid == pid => cached_stamp_of(stat.start).unwrap_or(0),
+        (1, Ok(stat)) if stat.pid == pid => cached_stamp_of(stat.start).unwrap_or(0),
         _ => 0,
     };
     let me = Owner { tid: pid, stamp };
@@ -69,31 +69,41 @@ pub(crate) fn process_prepared() -> Owner {
     process()
 }
 
-/// Reads `/proc/<tid>/stat` into `buf` and parses it, with no allocation;
-/// `None` if it cannot be read, does not fit or does not parse.
-fn read_stat_into(tid: u32, buf: &mut [u8; 1024]) -> Option<Stat> {
-    use std::io::Write;
+/// Room for one `/proc/<tid>/stat` line (52 numeric fields and a name of
+/// at most 64 bytes fit many times over).
+const STAT_BYTES: usize = 2048;
+
+/// Reads `/proc/<tid>/stat` into `buf` and parses it, with no allocation
+/// (it runs in the atfork child handler too). `InvalidData` for a line
+/// that does not fit or does not parse; the open's error otherwise.
+fn read_stat_into(tid: u32, buf: &mut [u8; STAT_BYTES]) -> std::io::Result<Stat> {
+    use std::io::{Error, ErrorKind, Write};
+    let bad = || Error::new(ErrorKind::InvalidData, "unexpected stat format");
     let mut path = [0u8; 32];
     let len = {
         let mut w = &mut path[..31];
-        write!(w, "/proc/{tid}/stat").ok()?;
+        write!(w, "/proc/{tid}/stat").map_err(|_| bad())?;
         31 - w.len()
     };
-    let path = std::ffi::CStr::from_bytes_with_nul(&path[..=len]).ok()?;
-    let fd = rustix::fs::open(path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()).ok()?;
+    let path = std::ffi::CStr::from_bytes_with_nul(&path[..=len]).map_err(|_| bad())?;
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
     let mut n = 0;
     while n < buf.len() {
         match rustix::io::read(&fd, &mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return None,
+            Err(e) => return Err(e.into()),
         }
     }
     if n == buf.len() {
-        return None;
+        return Err(bad());
     }
-    parse_stat(&buf[..n])
+    parse_stat(&buf[..n]).ok_or_else(bad)
 }
 
 /// This thread's owner record: its TID and start stamp, cached per thread.
@@ -147,10 +157,7 @@ struct Stat {
 /// Reads and parses `/proc/<tid>/stat`. `Err` carries the OS error (or
 /// `InvalidData` for a format we do not understand).
 fn read_stat(tid: u32) -> std::io::Result<Stat> {
-    let bytes = std::fs::read(format!("/proc/{tid}/stat"))?;
-    parse_stat(&bytes).ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, "unexpected stat format")
-    })
+    read_stat_into(tid, &mut [0; STAT_BYTES])
 }
 
 /// Parses "pid (comm) state ppid ... starttime(22) ...". The name may hold
