@@ -30,6 +30,11 @@ fn item(p: u64, seq: u64) -> u64 {
 /// halfway. The surviving consumer gets every item the survivors put and
 /// every item producer 0 put before it died, each exactly once, each
 /// producer's in order.
+///
+/// The survivor starts taking only once consumer 0 has taken its `HALF`:
+/// racing freely, a busy survivor on a loaded 2-core machine could take
+/// all 45,000 items first and leave consumer 0 waiting for a share that
+/// never comes (CI saw it: "consumer 0 never parked" after 60 s).
 #[test]
 fn mpmc_producer_and_consumer_killed_mid_stream() {
     const PER: u64 = 20_000;
@@ -52,6 +57,9 @@ fn mpmc_producer_and_consumer_killed_mid_stream() {
             never.clone(),
         );
         fork(move || {
+            if stop_after.is_none() && parked.wait_timeout(DEADLINE).is_err() {
+                return 3;
+            }
             let mut last = [None::<u64>; 3];
             loop {
                 if stop_after == Some(took.load(SeqCst)) {
