@@ -14,7 +14,7 @@
 
 #[cfg(not(loom))]
 pub(crate) mod atomic {
-    pub use core::sync::atomic::{Ordering, compiler_fence};
+    pub use core::sync::atomic::{Ordering, compiler_fence, fence};
     /// 32-bit atomic (futex words).
     pub type AtomicU32 = core::sync::atomic::AtomicU32;
     /// 64-bit atomic (bump pointers, counters).

@@ -15,7 +15,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU32, Ordering};
 use loom_model::{ModelFutex, check};
-use multiproc::algo::barrier::{RawBarrier, WaitError};
+use multiproc::algo::barrier::{NoRoster, RawBarrier, Roster, WaitError};
 
 const ROUNDS: usize = 2;
 
@@ -44,7 +44,7 @@ fn shared(parties: u32, futex: ModelFutex) -> Arc<Shared> {
 }
 
 fn wait(s: &Shared) -> Result<bool, WaitError> {
-    RawBarrier::wait(&s.word, s.parties, &s.futex, None).map(|a| a.leader)
+    RawBarrier::wait(&s.word, s.parties, &s.futex, &NoRoster, None).map(|a| a.leader)
 }
 
 /// One party's `rounds` rounds (two barrier generations each).
@@ -153,7 +153,7 @@ fn abort_then_reset() {
         }
         RawBarrier::abort(&s.word, &s.futex);
         assert!(wait(&s).is_err());
-        RawBarrier::reset(&s.word, &s.futex);
+        RawBarrier::reset(&s.word, &s.futex, &NoRoster);
         // The other thread may still be inside the broken round; a reset
         // drains it first, then our wait meets its second one.
         let mine = wait(&s).expect("whole again");
@@ -180,7 +180,7 @@ fn reset_with_waiter_inside() {
         while RawBarrier::n_waiting(&s.word) == 0 {
             loom::thread::yield_now();
         }
-        RawBarrier::reset(&s.word, &s.futex);
+        RawBarrier::reset(&s.word, &s.futex, &NoRoster);
         let mine = wait(&s).expect("whole after the drain");
         let (first, second) = t.join().unwrap();
         assert_eq!(first, Err(WaitError::Broken));
@@ -203,13 +203,74 @@ fn timeout_breaks_round() {
             let s = s.clone();
             loom::thread::spawn(move || {
                 let past = Instant::now();
-                RawBarrier::wait(&s.word, 2, &s.futex, Some(past)).is_ok()
+                RawBarrier::wait(&s.word, 2, &s.futex, &NoRoster, Some(past)).is_ok()
             })
         };
         let mine = wait(&s).is_ok();
         let theirs = t.join().unwrap();
         assert_eq!(mine, theirs, "one released, one broken");
         assert_eq!(RawBarrier::is_broken(&s.word), !mine);
+        assert_eq!(RawBarrier::n_waiting(&s.word), 0);
+    });
+}
+
+/// A roster of model threads: one word each (Relaxed, as the real table's
+/// slots are, each its own word), slot 0 for a party that died inside.
+struct ModelRoster<'a> {
+    slots: &'a [AtomicU32; 4],
+    me: usize,
+}
+
+impl Roster for ModelRoster<'_> {
+    fn enter(&self) {
+        self.slots[self.me].store(1, Ordering::Relaxed);
+    }
+    fn leave(&self) {
+        self.slots[self.me].store(0, Ordering::Relaxed);
+    }
+    fn all_dead(&self) -> bool {
+        self.slots[1..]
+            .iter()
+            .all(|slot| slot.load(Ordering::Relaxed) == 0)
+    }
+}
+
+/// A party died inside a round (counted, recorded, never leaving); two live
+/// parties wait in it when a `reset` comes. Whatever the interleaving of
+/// their leaves, their heals and the reset's own heal, once all three are
+/// done the barrier is whole: of the two last live leavers at least one
+/// sees the other's record gone (the fence in `heal`), and a reset that
+/// finds them gone heals itself.
+#[test]
+fn reset_heals_a_round_with_a_dead_party() {
+    check(2, || {
+        let s = shared(4, ModelFutex::blocking());
+        // Slot 0: the dead party, recorded.
+        let slots = Arc::new([1, 0, 0, 0].map(AtomicU32::new));
+        // The dead party's arrival.
+        s.word.store(1, Ordering::SeqCst);
+        let live: Vec<_> = [1, 2]
+            .into_iter()
+            .map(|me| {
+                let (s, slots) = (s.clone(), slots.clone());
+                loom::thread::spawn(move || {
+                    let roster = ModelRoster { slots: &slots, me };
+                    RawBarrier::wait(&s.word, s.parties, &s.futex, &roster, None)
+                })
+            })
+            .collect();
+        while RawBarrier::n_waiting(&s.word) < 3 {
+            loom::thread::yield_now();
+        }
+        let me = ModelRoster {
+            slots: &slots,
+            me: 3,
+        };
+        RawBarrier::reset(&s.word, &s.futex, &me);
+        for t in live {
+            assert_eq!(t.join().unwrap(), Err(WaitError::Broken));
+        }
+        assert!(!RawBarrier::is_broken(&s.word), "healed");
         assert_eq!(RawBarrier::n_waiting(&s.word), 0);
     });
 }

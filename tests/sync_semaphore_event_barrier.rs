@@ -326,6 +326,57 @@ fn barrier_party_killed_before_arriving_breaks_the_round_and_reset_heals() {
     assert_eq!(other.join(), 0);
 }
 
+/// A party killed inside a round that then breaks never leaves it; `reset`
+/// finds nobody alive left in the round and makes the barrier whole at once.
+#[test]
+fn barrier_party_killed_inside_a_broken_round_reset_heals() {
+    let b = Barrier::new(3).unwrap();
+    let victim = fork(|| i32::from(b.wait().is_err()));
+    victim.wait_until_futex_sleep();
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.join(), -libc::SIGKILL);
+    assert_eq!(
+        b.wait_timeout(Duration::from_millis(50)),
+        Err(multiproc::BarrierTimeoutError::Timeout)
+    );
+    assert!(b.is_broken());
+    b.reset();
+    assert!(!b.is_broken(), "reset healed the dead party's round");
+    assert_eq!(b.n_waiting(), 0);
+    let others: Vec<_> = (0..2)
+        .map(|_| fork(|| i32::from(b.wait_timeout(common::DEADLINE).is_err())))
+        .collect();
+    assert!(b.wait_timeout(common::DEADLINE).is_ok());
+    for k in others {
+        assert_eq!(k.join(), 0);
+    }
+}
+
+/// A reset while a dead party and a live one are inside: the live one fails
+/// and leaves, and, finding only the dead left in the round, heals it; new
+/// rounds pass.
+#[test]
+fn barrier_reset_with_a_dead_and_a_live_waiter_heals_when_the_live_one_leaves() {
+    let b = Barrier::new(3).unwrap();
+    let victim = fork(|| i32::from(b.wait().is_err()));
+    victim.wait_until_futex_sleep();
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.join(), -libc::SIGKILL);
+    let live = fork(|| i32::from(b.wait() == Err(multiproc::BrokenBarrier)));
+    live.wait_until_futex_sleep();
+    assert_eq!(b.n_waiting(), 2);
+    b.reset();
+    assert_eq!(live.join(), 1, "the live waiter's round was reset");
+    wait_for("the barrier to heal", || !b.is_broken());
+    let others: Vec<_> = (0..2)
+        .map(|_| fork(|| i32::from(b.wait_timeout(common::DEADLINE).is_err())))
+        .collect();
+    assert!(b.wait_timeout(common::DEADLINE).is_ok());
+    for k in others {
+        assert_eq!(k.join(), 0);
+    }
+}
+
 /// A barrier of 4 processes releases all of them once per round for 200
 /// rounds; nobody runs ahead, and every round has exactly one leader.
 #[test]

@@ -33,15 +33,75 @@
 //! happens on one word, so its modification order alone rules out lost
 //! wake-ups. Limits: at most [`MAX_PARTIES`] parties; a released waiter that
 //! sleeps through 2^14 further rounds (only possible with more threads than
-//! parties) would miss its release; a process that dies inside `wait` stays
-//! counted: its round completes when the others arrive, but if the round
-//! breaks instead, the dead waiter never leaves it and a `reset` of it never
-//! finishes draining.
+//! parties) would miss its release.
+//!
+//! ## Dead waiters
+//!
+//! A process that dies inside `wait` stays counted: its round completes
+//! when the others arrive. If the round breaks instead, the dead waiter
+//! never leaves it, so a `reset` would never finish draining. A [`Roster`]
+//! (who is inside `wait`, kept by the caller, e.g. a table of live threads
+//! in shared memory) lets the barrier *heal* such a round: a waiter records
+//! itself just before its arrival CAS and takes itself out after it left
+//! (released, broken or timed out); once a reset is draining and the roster
+//! holds no live thread, nobody counted in the round can still leave, so
+//! the draining round is dropped (the barrier made whole, its sleepers
+//! woken). Why that is safe: a live waiter counted in the word state `s`
+//! recorded itself before the arrival CAS that `s` includes, and takes
+//! itself out only after a leave CAS that changes the word, so a healer
+//! that reads `s` (Acquire, after every arrival's Release RMW), then finds
+//! no live waiter, then CASes from `s` cannot drop a live waiter's round.
+//! The heal is tried by `reset`, by each live waiter of the draining round
+//! as it leaves (after a `SeqCst` fence, so that of two last leavers at
+//! least one sees the other gone), and by arrivals waiting for the drain,
+//! which sleep in [`HEAL_SLICE`]s for it. Without a roster ([`NoRoster`])
+//! nothing heals and the arrivals sleep without a slice.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::algo::wait::{SPIN_ROUNDS, WAKE_ALL, Waiter, backoff, time_left};
-use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::atomic::{AtomicU32, Ordering, fence};
+
+/// How long an arrival waiting for a reset's drain sleeps before it looks
+/// whether the draining round's waiters are all dead (with a [`Roster`]).
+pub const HEAL_SLICE: Duration = Duration::from_millis(10);
+
+/// Who is inside [`RawBarrier::wait`], for healing a broken round that a dead
+/// waiter never leaves (see the module docs).
+pub trait Roster {
+    /// Records the calling thread as inside `wait` (just before it arrives).
+    fn enter(&self);
+    /// Takes the calling thread's record out (after it left the round).
+    fn leave(&self);
+    /// Whether no thread that is still alive is recorded. `false` when
+    /// unsure (a record that could not be kept, a liveness that cannot be
+    /// told).
+    fn all_dead(&self) -> bool;
+    /// Whether healing is possible at all (`false` for [`NoRoster`]).
+    fn heals(&self) -> bool {
+        true
+    }
+}
+
+/// No roster: the barrier never heals a round with a dead waiter (the
+/// loom models of the plain protocol use it).
+#[cfg_attr(not(loom), allow(dead_code))]
+pub struct NoRoster;
+
+impl Roster for NoRoster {
+    #[inline]
+    fn enter(&self) {}
+    #[inline]
+    fn leave(&self) {}
+    #[inline]
+    fn all_dead(&self) -> bool {
+        false
+    }
+    #[inline]
+    fn heals(&self) -> bool {
+        false
+    }
+}
 
 /// The arrival count bits.
 pub const COUNT_MASK: u32 = (1 << 15) - 1;
@@ -91,10 +151,11 @@ impl RawBarrier {
     /// [`WaitError::Broken`] if the round is or becomes broken;
     /// [`WaitError::TimedOut`] if `deadline` passes first, which breaks the
     /// round for everybody (Python's semantics).
-    pub fn wait<W: Waiter>(
+    pub fn wait<W: Waiter, R: Roster>(
         word: &AtomicU32,
         parties: u32,
         waiter: &W,
+        roster: &R,
         deadline: Option<Instant>,
     ) -> Result<Arrival, WaitError> {
         // A count above MAX_PARTIES would carry into the flags.
@@ -102,18 +163,45 @@ impl RawBarrier {
         // SYNC: Acquire (here and on every CAS failure below) pairs with the
         // Release half of the CASes in this file, for the state we act on.
         let mut s = word.load(Ordering::Acquire);
+        // Whether this thread is in the roster now.
+        let mut entered = false;
         // Step 1: arrive.
         loop {
             if s & RESETTING != 0 {
-                // A reset waits for the broken round to drain; so do we.
+                // A reset waits for the broken round to drain; so do we,
+                // out of the roster (we are not in that round), looking
+                // after each slice whether its waiters all died.
+                if entered {
+                    roster.leave();
+                    entered = false;
+                }
                 let Ok(timeout) = time_left(deadline) else {
                     return Err(WaitError::TimedOut);
                 };
-                s = Self::sleep(word, waiter, s, timeout);
+                let slice = if roster.heals() {
+                    Some(timeout.map_or(HEAL_SLICE, |t| t.min(HEAL_SLICE)))
+                } else {
+                    timeout
+                };
+                let now = Self::sleep(word, waiter, s, slice);
+                s = if now & RESETTING != 0 {
+                    Self::heal(word, waiter, roster)
+                } else {
+                    now
+                };
                 continue;
             }
             if s & BROKEN != 0 {
+                if entered {
+                    roster.leave();
+                }
                 return Err(WaitError::Broken);
+            }
+            if !entered {
+                // Recorded before the arrival CAS (whose Release publishes
+                // the record to a healer that reads the count).
+                roster.enter();
+                entered = true;
             }
             let count = s & COUNT_MASK;
             if count + 1 >= parties {
@@ -126,6 +214,7 @@ impl RawBarrier {
                 // loads in Step 2 of the waiters we release.
                 match Self::transition(word, waiter, s, next) {
                     Ok(()) => {
+                        roster.leave();
                         return Ok(Arrival {
                             index: count,
                             leader: true,
@@ -161,13 +250,14 @@ impl RawBarrier {
         // Step 3: sleep until released or broken.
         loop {
             if s & GEN_MASK != generation {
+                roster.leave();
                 return Ok(Arrival {
                     index,
                     leader: false,
                 });
             }
             if s & BROKEN != 0 {
-                Self::leave(word, waiter, s);
+                Self::leave(word, waiter, roster, s);
                 return Err(WaitError::Broken);
             }
             match time_left(deadline) {
@@ -176,7 +266,10 @@ impl RawBarrier {
                     // Timed out: break the round and leave it in one step.
                     let broken = dec_count(s) | BROKEN;
                     match Self::transition(word, waiter, s, broken & !SLEEPERS) {
-                        Ok(()) => return Err(WaitError::TimedOut),
+                        Ok(()) => {
+                            roster.leave();
+                            return Err(WaitError::TimedOut);
+                        }
                         // Released or broken meanwhile: look again.
                         Err(now) => s = now,
                     }
@@ -199,11 +292,16 @@ impl RawBarrier {
 
     /// Makes the barrier whole again. Waiters of the current round fail with
     /// [`WaitError::Broken`]; arrivals wait until they have left, then fill a new round.
-    pub fn reset<W: Waiter>(word: &AtomicU32, waiter: &W) {
+    ///
+    /// A round whose waiters are all dead (per `roster`) is dropped at once
+    /// instead of drained.
+    pub fn reset<W: Waiter, R: Roster>(word: &AtomicU32, waiter: &W, roster: &R) {
         let mut s = word.load(Ordering::Acquire);
         loop {
             if s & RESETTING != 0 {
-                // A reset is already draining the broken round.
+                // A reset is already draining the broken round: heal it if
+                // nobody alive is left in it.
+                Self::heal(word, waiter, roster);
                 return;
             }
             let next = if s & COUNT_MASK == 0 {
@@ -218,10 +316,44 @@ impl RawBarrier {
                 return;
             }
             match Self::transition(word, waiter, s, next) {
-                Ok(()) => return,
+                Ok(()) => {
+                    if next & RESETTING != 0 {
+                        Self::heal(word, waiter, roster);
+                    }
+                    return;
+                }
                 Err(now) => s = now,
             }
         }
+    }
+
+    /// Drops a draining round (makes the barrier whole, wakes its sleepers)
+    /// if `roster` holds no live waiter; returns the word as it is after.
+    /// See the module docs for why that cannot drop a live waiter's round.
+    fn heal<W: Waiter, R: Roster>(word: &AtomicU32, waiter: &W, roster: &R) -> u32 {
+        if !roster.heals() {
+            // SYNC: Acquire pairs with the Release CASes in this file.
+            return word.load(Ordering::Acquire);
+        }
+        // SYNC: SeqCst fence between this thread's own roster update (its
+        // `leave`) and the scan below, pairing with the same fence of
+        // another last leaver: at least one of the two sees the other's
+        // record gone.
+        fence(Ordering::SeqCst);
+        // SYNC: Acquire pairs with every arrival's Release CAS (one release
+        // sequence of RMWs), so the records made before them are visible
+        // to the scan below.
+        let mut s = word.load(Ordering::Acquire);
+        while s & RESETTING != 0 && s & COUNT_MASK != 0 {
+            if !roster.all_dead() {
+                return s;
+            }
+            match Self::transition(word, waiter, s, s & GEN_MASK) {
+                Ok(()) => return s & GEN_MASK,
+                Err(now) => s = now,
+            }
+        }
+        s
     }
 
     /// Whether the barrier is broken (a snapshot).
@@ -239,17 +371,21 @@ impl RawBarrier {
 
     /// A waiter of a broken round leaves it; the last to leave a round being
     /// reset makes the barrier whole and wakes the arrivals waiting for it.
-    fn leave<W: Waiter>(word: &AtomicU32, waiter: &W, mut s: u32) {
+    /// A waiter that takes itself out of `roster` after its leave, and finds
+    /// the round still draining, heals it if nobody alive is left.
+    fn leave<W: Waiter, R: Roster>(word: &AtomicU32, waiter: &W, roster: &R, mut s: u32) {
         loop {
             let mut next = dec_count(s);
             if next & COUNT_MASK == 0 && next & RESETTING != 0 {
                 next &= GEN_MASK;
             }
             match Self::transition(word, waiter, s, next) {
-                Ok(()) => return,
+                Ok(()) => break,
                 Err(now) => s = now,
             }
         }
+        roster.leave();
+        Self::heal(word, waiter, roster);
     }
 
     /// CAS from `s` to `next`; wakes all sleepers if that cleared

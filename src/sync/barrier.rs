@@ -1,8 +1,10 @@
 //! `Barrier` (Python's `multiprocessing.Barrier`), placed in shared memory.
 //!
-//! Two words after the object header: the barrier word (arrivals, flags,
-//! generation; see [`RawBarrier`] for the algorithm) and the number of
-//! parties, written once before publish.
+//! After the object header: the barrier word (arrivals, flags,
+//! generation; see [`RawBarrier`] for the algorithm), the number of
+//! parties (written once before publish), and from the next cache line a
+//! [`HolderTable`] of the threads inside `wait`, the [`Roster`] that lets
+//! a round broken with a dead waiter inside heal (640 bytes in all).
 
 use std::fmt;
 use std::time::Duration;
@@ -18,17 +20,49 @@ use crate::shm::named::SharedMemory;
 use crate::shm::object::{Object, Placed, Token};
 use crate::algo::wait::deadline;
 use crate::shm::object::Place;
-use crate::algo::barrier::{MAX_PARTIES, RawBarrier, WaitError};
+use crate::algo::barrier::{MAX_PARTIES, RawBarrier, Roster, WaitError};
+use crate::algo::holders::{HOLDER_TABLE_BYTES, HolderTable};
 use crate::sys::futex::Futex;
+use crate::sys::thread::{self, ProcLiveness};
 
 /// A `Barrier` in shared memory: only ever accessed through atomics.
-#[repr(C)]
+#[repr(C, align(64))]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct BarrierState {
     /// `RawBarrier`'s word.
     word: u32,
     /// How many waiters release a round.
     parties: u32,
+    _pad: [u32; 14],
+    /// A [`HolderTable`] of the threads inside `wait` (the barrier's
+    /// [`Roster`]), on its own cache lines.
+    waiters: [[u64; 8]; HOLDER_TABLE_BYTES / 64],
+}
+
+/// Byte offset of the waiter table in [`BarrierState`].
+const WAITERS_AT: usize = 64;
+const _: () = assert!(std::mem::offset_of!(BarrierState, waiters) == WAITERS_AT);
+
+/// The barrier's [`Roster`]: its shared table of the threads inside `wait`,
+/// each recorded as its TID and start stamp, dead when `/proc` says so.
+struct Waiters<'a>(&'a HolderTable);
+
+impl Roster for Waiters<'_> {
+    #[inline]
+    fn enter(&self) {
+        // A full table marks itself overflowed: it then never reads as
+        // all dead, and the barrier never heals (the documented limit).
+        let _ = self.0.add(thread::current(), &ProcLiveness);
+    }
+
+    #[inline]
+    fn leave(&self) {
+        self.0.remove(thread::current());
+    }
+
+    fn all_dead(&self) -> bool {
+        self.0.gone(&ProcLiveness)
+    }
 }
 
 /// The barrier is broken: a waiter timed out, someone called
@@ -133,8 +167,7 @@ impl BarrierWaitResult {
 ///
 /// # A party that dies
 ///
-/// A barrier does not track who waits, so a party killed (even by
-/// `SIGKILL`):
+/// A party killed (even by `SIGKILL`):
 ///
 /// - **after it arrived** (inside `wait`) still counts: its round completes
 ///   when the others arrive, as if it had passed;
@@ -142,9 +175,17 @@ impl BarrierWaitResult {
 ///   for it forever, so use [`wait_timeout`](Self::wait_timeout), whose
 ///   timeout breaks the round for everybody; [`reset`](Self::reset) then
 ///   makes the barrier whole again;
-/// - **inside a round that then breaks** never leaves that round, so
-///   [`reset`](Self::reset) cannot finish draining it and the barrier stays
-///   broken: make a new one.
+/// - **inside a round that then breaks** never leaves that round; the
+///   barrier keeps a table of the threads inside `wait` (63 slots, each a
+///   thread id and start time, next to the barrier word), and once a reset
+///   is draining a round in which no live thread is left, the round is
+///   dropped: by [`reset`](Self::reset) itself, by the last live waiter as it
+///   leaves, or by an arrival waiting for the drain (it looks every 10 ms).
+///   After more than 63 threads were inside `wait` at once the table
+///   overflows for good and such a round stays broken: make a new barrier.
+///
+/// Dead means what `/proc` says (all processes in one PID namespace); a
+/// thread whose liveness cannot be told counts as alive.
 ///
 /// # Examples
 ///
@@ -244,7 +285,10 @@ impl Barrier {
         }
         let layout = ObjectLayout::new::<BarrierState>(ObjectKind::Barrier, 1)?;
         let obj = place.make(layout, |p| {
-            let state = BarrierState { word: 0, parties };
+            let state = BarrierState {
+                parties,
+                ..Zeroable::zeroed()
+            };
             // SAFETY: the data pointer is aligned and valid for one
             // BarrierState; nobody else can see it before `publish`.
             unsafe { p.cast::<BarrierState>().write(state) }
@@ -272,6 +316,15 @@ impl Barrier {
     /// Alignment a `Barrier` needs in a segment (64).
     pub fn shared_align() -> usize {
         ObjectLayout::new::<BarrierState>(ObjectKind::Barrier, 1).map_or(usize::MAX, |l| l.align)
+    }
+
+    #[inline]
+    fn waiters(&self) -> Waiters<'_> {
+        // SAFETY: the data pointer is aligned for BarrierState (64), whose
+        // `waiters` field at WAITERS_AT holds HOLDER_TABLE_BYTES bytes; a
+        // HolderTable is only atomics, valid for any bytes, and the mapping
+        // lives as long as `self.obj`.
+        Waiters(unsafe { &*self.obj.data().add(WAITERS_AT).cast::<HolderTable>() })
     }
 
     #[inline]
@@ -343,7 +396,7 @@ impl Barrier {
         &self,
         deadline: Option<std::time::Instant>,
     ) -> Result<BarrierWaitResult, WaitError> {
-        RawBarrier::wait(self.word(), self.parties, &Futex, deadline).map(|a| BarrierWaitResult {
+        RawBarrier::wait(self.word(), self.parties, &Futex, &self.waiters(), deadline).map(|a| BarrierWaitResult {
             index: a.index,
             leader: a.leader,
         })
@@ -370,7 +423,9 @@ impl Barrier {
 
     /// Makes the barrier whole and empty again (Python's `reset()`). Waiters
     /// of the current round get [`BrokenBarrier`]; new arrivals wait until
-    /// those have left, then fill a fresh round.
+    /// those have left, then fill a fresh round. Waiters that died inside
+    /// the round are not waited for (see [A party that
+    /// dies](Self#a-party-that-dies)).
     ///
     /// # Examples
     ///
@@ -386,7 +441,7 @@ impl Barrier {
     /// ```
     #[inline]
     pub fn reset(&self) {
-        RawBarrier::reset(self.word(), &Futex);
+        RawBarrier::reset(self.word(), &Futex, &self.waiters());
     }
 
     /// Whether the barrier is broken (a snapshot; Python's `broken`).
@@ -480,5 +535,48 @@ impl Serialize for Barrier {
 impl<'de> Deserialize<'de> for Barrier {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Self::deserialize_object(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::barrier::{BROKEN, RESETTING};
+    use crate::algo::robust::Owner;
+
+    /// An arrival that finds a reset draining a round whose only waiter is
+    /// dead (a TID above the kernel's limit: no such task) heals it after
+    /// one slice and fills a round of its own.
+    #[test]
+    fn an_arrival_heals_a_drain_that_only_the_dead_hold() {
+        let b = Barrier::new(1).unwrap();
+        let dead = Owner {
+            tid: 1 << 29,
+            stamp: 1,
+        };
+        assert!(b.waiters().0.add(dead, &ProcLiveness));
+        b.word().store(1 | BROKEN | RESETTING, Ordering::SeqCst);
+        assert!(b.is_broken());
+        let r = b.wait_timeout(Duration::from_secs(10)).expect("healed");
+        assert!(r.is_leader());
+        assert!(!b.is_broken());
+        assert_eq!(b.waiters().0.holders(), 1, "only the dead record");
+    }
+
+    /// While a live waiter is recorded, the drain is not dropped: the
+    /// arrival times out instead.
+    #[test]
+    fn a_live_waiter_keeps_the_drain() {
+        let b = Barrier::new(1).unwrap();
+        let me = thread::current();
+        assert!(b.waiters().0.add(me, &ProcLiveness));
+        b.word().store(1 | BROKEN | RESETTING, Ordering::SeqCst);
+        let other = b.clone();
+        let r = std::thread::spawn(move || other.wait_timeout(Duration::from_millis(60)))
+            .join()
+            .unwrap();
+        assert_eq!(r, Err(BarrierTimeoutError::Timeout));
+        b.reset();
+        assert!(b.is_broken(), "reset cannot drop a live waiter's round");
     }
 }
