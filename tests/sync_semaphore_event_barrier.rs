@@ -161,6 +161,117 @@ fn bounded_semaphore_over_release() {
     assert!(sem.release().unwrap_err().to_string().contains("released"));
 }
 
+/// A process SIGKILLed while it holds a permit through a guard: a blocked
+/// `access` in another process takes that permit over (and says so), a
+/// plain `acquire` too; nothing is given back twice.
+#[test]
+fn semaphore_permit_of_a_killed_guard_holder_comes_back() {
+    let sem = Semaphore::new(1).unwrap();
+    let holding = Event::new().unwrap();
+    let victim = fork(|| {
+        let _permit = sem.access();
+        holding.set();
+        std::thread::sleep(common::DEADLINE);
+        0
+    });
+    assert!(holding.wait_timeout(common::DEADLINE).is_ok());
+    assert_eq!(sem.value(), 0);
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.join(), -libc::SIGKILL);
+    let permit = sem.access_timeout(common::DEADLINE).expect("taken over");
+    assert!(permit.from_dead_holder());
+    assert_eq!(sem.recovered_permits(), 1);
+    assert_eq!(sem.value(), 0);
+    drop(permit);
+    assert_eq!(sem.value(), 1);
+
+    // A plain acquire, blocked before the holder dies, gets it too.
+    holding.clear();
+    let victim = fork(|| {
+        let _permit = sem.access();
+        holding.set();
+        std::thread::sleep(common::DEADLINE);
+        0
+    });
+    assert!(holding.wait_timeout(common::DEADLINE).is_ok());
+    let waiter = fork(|| {
+        sem.acquire();
+        0
+    });
+    waiter.wait_until_futex_sleep();
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.join(), -libc::SIGKILL);
+    assert_eq!(waiter.join(), 0, "the plain acquire returned");
+    assert_eq!(sem.recovered_permits(), 2);
+    assert_eq!(sem.value(), 0, "the waiter holds it (it never released)");
+}
+
+/// Two holders of a `BoundedSemaphore`'s two permits killed: both permits
+/// come back, exactly (a release past the bound is still refused).
+#[test]
+fn bounded_semaphore_permits_of_killed_holders_come_back_exactly() {
+    let sem = BoundedSemaphore::new(2).unwrap();
+    let held = AtomicValue::new(0u32).unwrap();
+    let victims: Vec<_> = (0..2)
+        .map(|_| {
+            fork(|| {
+                let _permit = sem.access();
+                held.fetch_add(1, SeqCst);
+                std::thread::sleep(common::DEADLINE);
+                0
+            })
+        })
+        .collect();
+    wait_for("both holders", || held.load(SeqCst) == 2);
+    for v in victims {
+        v.signal(libc::SIGKILL);
+        assert_eq!(v.join(), -libc::SIGKILL);
+    }
+    let a = sem.access_timeout(common::DEADLINE).unwrap();
+    let b = sem.access_timeout(common::DEADLINE).unwrap();
+    assert!(a.from_dead_holder() && b.from_dead_holder());
+    drop((a, b));
+    assert_eq!(sem.value(), 2);
+    assert_eq!(sem.release(), Err(OverRelease { max: 2 }));
+}
+
+/// A bare `acquire` (no guard) in a process that is killed keeps its
+/// permit: nothing records who took it (as in Python), so it cannot come
+/// back; and a forked child dropping its copy of its parent's guard gives
+/// nothing back (the permit is the parent's).
+#[test]
+fn semaphore_bare_acquire_of_a_killed_process_and_a_forked_guard_copy() {
+    let sem = Semaphore::new(1).unwrap();
+    let victim = fork(|| {
+        sem.acquire();
+        std::thread::sleep(common::DEADLINE);
+        0
+    });
+    wait_for("the bare acquire", || sem.value() == 0);
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.join(), -libc::SIGKILL);
+    assert_eq!(
+        sem.acquire_timeout(Duration::from_millis(100)),
+        Err(multiproc::TimedOut)
+    );
+    assert_eq!(sem.recovered_permits(), 0);
+
+    sem.release().unwrap();
+    let permit = sem.access();
+    let kid = fork(|| {
+        // SAFETY: the child's address space holds its own copy of
+        // `permit`; moving it out there and dropping it is what a forked
+        // child that owned an inherited guard does. The parent's copy is
+        // untouched.
+        drop(unsafe { std::ptr::read(&permit) });
+        i32::from(sem.value() != 0)
+    });
+    assert_eq!(kid.join(), 0, "the child's copy gave nothing back");
+    assert_eq!(sem.value(), 0);
+    drop(permit);
+    assert_eq!(sem.value(), 1);
+}
+
 /// Descriptors of a `Semaphore` and a `BoundedSemaphore` are not
 /// interchangeable, and neither attaches as another kind.
 #[test]

@@ -12,18 +12,23 @@ use crate::loom::atomic::Ordering;
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Object, Place, Placed, Token};
-use crate::sync::semaphore::{MAX, Semaphore};
+use crate::algo::holders::HOLDER_TABLE_BYTES;
+use crate::sync::semaphore::{HOLDERS_AT, MAX, Semaphore};
 
-/// A `BoundedSemaphore` in shared memory: `count` and `waiters` as in
-/// `SemState` (same offsets), then the bound, written once before publish.
-#[repr(C)]
+/// A `BoundedSemaphore` in shared memory: `SemState`'s fields at the same
+/// offsets, with the bound, written once before publish, in `max`.
+#[repr(C, align(64))]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct BoundedSemState {
     count: u32,
     waiters: u32,
     /// The initial value, which `count` may never exceed.
     max: u32,
+    recovered: u32,
+    _pad: [u32; 12],
+    holders: [[u64; 8]; HOLDER_TABLE_BYTES / 64],
 }
+const _: () = assert!(std::mem::offset_of!(BoundedSemState, holders) == HOLDERS_AT);
 
 /// A semaphore whose value may never exceed its initial value: Python's
 /// `multiprocessing.BoundedSemaphore`. A release beyond the initial value,
@@ -126,8 +131,8 @@ impl BoundedSemaphore {
         let obj = place.make(layout, |p| {
             let state = BoundedSemState {
                 count: value,
-                waiters: 0,
                 max: value,
+                ..Zeroable::zeroed()
             };
             // SAFETY: the data pointer is aligned and valid for one
             // BoundedSemState; nobody else can see it before `publish`.
@@ -174,7 +179,7 @@ impl BoundedSemaphore {
     }
 }
 
-// SAFETY: a `BoundedSemState` (three `u32`s, used only atomically) at the
+// SAFETY: a `BoundedSemState` (words and a holder table, used only atomically) at the
 // data offset of a `Semaphore` header of its fingerprint: all the handle
 // touches.
 unsafe impl Object for BoundedSemaphore {

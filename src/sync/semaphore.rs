@@ -1,9 +1,11 @@
 //! `Semaphore` and `BoundedSemaphore` (Python's `multiprocessing.Semaphore`
 //! and `BoundedSemaphore`), placed in shared memory.
 //!
-//! Both keep two words after the object header, the permit count and the
-//! count of announced waiters (see [`RawSemaphore`] for the algorithm); a
-//! `BoundedSemaphore` also records its bound. The two have different state
+//! Both keep four words after the object header, the permit count, the
+//! count of announced waiters (see [`RawSemaphore`] for the algorithm), the
+//! bound (a `BoundedSemaphore`'s) and the count of permits taken back from
+//! dead holders, then, from the next cache line, a [`HolderTable`] of the
+//! permits held through guards (640 bytes in all). The two have different state
 //! types, so their headers carry different fingerprints and attaching one as
 //! the other is an [`Error::LayoutMismatch`](crate::Error::LayoutMismatch).
 //!
@@ -14,28 +16,38 @@
 //! implementation serves both.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::algo::holders::{HOLDER_TABLE_BYTES, HolderTable};
 use crate::algo::semaphore::RawSemaphore;
 use crate::algo::wait::deadline;
 use crate::error::{Result, TimedOut, WouldBlock};
-use crate::loom::atomic::AtomicU32;
+use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::sys::thread::{self, ProcLiveness};
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Object, Place, Placed, Token};
 use crate::sys::futex::Futex;
 
 /// A `Semaphore` in shared memory: only ever accessed through atomics.
-#[repr(C)]
+#[repr(C, align(64))]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct SemState {
     /// Permits available.
     count: u32,
     /// Acquirers that may sleep; releases wake only when non-zero.
     waiters: u32,
+    /// A bounded semaphore's bound (unused here: same offsets for both).
+    max: u32,
+    /// Permits taken back from dead holders (wrapping).
+    recovered: u32,
+    _pad: [u32; 12],
+    /// A [`HolderTable`] of the permits held through guards, from the next
+    /// cache line.
+    holders: [[u64; 8]; HOLDER_TABLE_BYTES / 64],
 }
 
 /// Field indices (in `u32`s from the start of the state), shared by both
@@ -43,6 +55,26 @@ struct SemState {
 const COUNT: usize = 0;
 const WAITERS: usize = 1;
 pub(super) const MAX: usize = 2;
+const RECOVERED: usize = 3;
+/// Byte offset of the holder table, in both state types.
+pub(super) const HOLDERS_AT: usize = 64;
+const _: () = assert!(std::mem::offset_of!(SemState, holders) == HOLDERS_AT);
+
+/// How long a blocked acquirer sleeps before it first looks for a guard
+/// holder that died; it doubles each fruitless look, up to
+/// [`DEAD_HOLDER_LOOK_MAX`] (the queues' claim polls, `CLAIM_POLL`, go the
+/// same way).
+const DEAD_HOLDER_LOOK: Duration = Duration::from_millis(20);
+const DEAD_HOLDER_LOOK_MAX: Duration = Duration::from_millis(1280);
+
+/// How a permit was taken.
+#[derive(Clone, Copy)]
+enum Taken {
+    /// A free permit (from `count`).
+    Free,
+    /// The permit a dead guard holder held, in this slot of the table.
+    FromDead(usize),
+}
 
 /// A release that would take a semaphore above its bound: the initial value
 /// of a [`BoundedSemaphore`](crate::BoundedSemaphore) (a release without a matching acquire), or
@@ -74,6 +106,30 @@ impl From<OverRelease> for crate::Error {
 /// system call when nobody waits. Every handle (clones, a forked child's copy,
 /// an attach from a [`Descriptor`](crate::Descriptor)) reaches the same
 /// semaphore.
+///
+/// # A holder that dies
+///
+/// A permit taken through a guard ([`access`](Self::access),
+/// [`try_access`](Self::try_access), [`access_timeout`](Self::access_timeout))
+/// is recorded, with the holding process's pid and start time, in a table
+/// of 63 slots next to the count. If that process dies (even by `SIGKILL`)
+/// before the guard gives the permit back, an acquirer that finds no free
+/// permit takes the dead holder's over: every blocking acquire
+/// ([`acquire`](Self::acquire), [`acquire_timeout`](Self::acquire_timeout),
+/// `access`, `access_timeout`) looks after 20 ms without a permit, then at
+/// doubling intervals up to 1.28 s. A guard that got such a permit says so
+/// ([`SemaphoreGuard::from_dead_holder`]), and
+/// [`recovered_permits`](Self::recovered_permits) counts them.
+///
+/// Not covered: a permit taken by a bare [`acquire`](Self::acquire) (Python
+/// allows `acquire` in one process and `release` in another, so nothing can
+/// tell whose it is: a holder that dies keeps it, and later acquirers wait,
+/// so give them a timeout); a guard taken while all 63 slots were in use;
+/// a death in the few instructions between taking the permit and recording
+/// it, or between clearing the record and giving it back;
+/// [`try_acquire`](Self::try_acquire) and `try_access`, which make no
+/// system call and so never look. Dead means what `/proc` says (one PID
+/// namespace); a holder whose liveness cannot be told counts as alive.
 ///
 /// # Examples
 ///
@@ -169,7 +225,7 @@ impl Semaphore {
         let obj = place.make(layout, |p| {
             let state = SemState {
                 count: value,
-                waiters: 0,
+                ..Zeroable::zeroed()
             };
             // SAFETY: the data pointer is aligned and valid for one SemState;
             // nobody else can see the object before `publish`.
@@ -209,7 +265,7 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn acquire(&self) {
-        RawSemaphore::acquire(self.word(COUNT), self.word(WAITERS), &Futex, None);
+        self.take(None, 0);
     }
 
     /// Takes a permit if one is free, without blocking (Python's
@@ -257,12 +313,79 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn acquire_timeout(&self, timeout: Duration) -> std::result::Result<(), TimedOut> {
+        self.take(deadline(timeout), 0).map(|_| ()).ok_or(TimedOut)
+    }
+
+    /// The table of permits held through guards.
+    #[inline]
+    fn holders(&self) -> &HolderTable {
+        // SAFETY: both state types hold HOLDER_TABLE_BYTES bytes at
+        // HOLDERS_AT of their 64-aligned data (the fingerprint checked
+        // their size); a HolderTable is only atomics, valid for any bytes,
+        // and the mapping lives as long as `self.obj`.
+        unsafe { &*self.obj.data().add(HOLDERS_AT).cast::<HolderTable>() }
+    }
+
+    /// Takes a permit: a free one, or, after a slice with none, the place
+    /// of a guard holder that died (its record then becomes `record`; 0
+    /// frees it). `None` once `deadline` passed.
+    fn take(&self, deadline: Option<Instant>, record: u64) -> Option<Taken> {
         let (count, waiters) = (self.word(COUNT), self.word(WAITERS));
-        if RawSemaphore::acquire(count, waiters, &Futex, deadline(timeout)) {
-            Ok(())
-        } else {
-            Err(TimedOut)
+        if RawSemaphore::try_acquire(count) {
+            return Some(Taken::Free);
         }
+        let mut slice = DEAD_HOLDER_LOOK;
+        loop {
+            let end = Instant::now() + slice;
+            let until = deadline.map_or(end, |d| d.min(end));
+            if RawSemaphore::acquire(count, waiters, &Futex, Some(until)) {
+                return Some(Taken::Free);
+            }
+            // A slice with no permit: maybe a holder died with one.
+            if let Some(i) = self.holders().take_over_dead(record, &ProcLiveness) {
+                // SYNC: Relaxed: a statistic.
+                self.word(RECOVERED).fetch_add(1, Ordering::Relaxed);
+                return Some(Taken::FromDead(i));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            slice = (slice * 2).min(DEAD_HOLDER_LOOK_MAX);
+        }
+    }
+
+    /// The guard over a permit just taken: recorded in the holder table
+    /// (unless it is full), so that the permit comes back if this process
+    /// dies holding it.
+    fn guard(&self, taken: Taken, me: u64) -> SemaphoreGuard<'_> {
+        let (slot, from_dead) = match taken {
+            Taken::Free => (self.holders().put_free(me), false),
+            Taken::FromDead(i) => (Some(i), true),
+        };
+        SemaphoreGuard {
+            sem: self,
+            me,
+            slot,
+            from_dead,
+        }
+    }
+
+    /// Permits taken back from holders that died holding them through a
+    /// guard, since the semaphore was made (wrapping): a snapshot.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let sem = multiproc::Semaphore::new(1)?;
+    /// drop(sem.access());
+    /// assert_eq!(sem.recovered_permits(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn recovered_permits(&self) -> u32 {
+        self.word(RECOVERED).load(Ordering::Relaxed)
     }
 
     /// Gives back (or adds) one permit, waking a waiter if there is one.
@@ -347,8 +470,9 @@ impl Semaphore {
     /// ```
     #[inline]
     pub fn access(&self) -> SemaphoreGuard<'_> {
-        self.acquire();
-        SemaphoreGuard { sem: self }
+        let me = thread::process_prepared().bits();
+        let taken = self.take(None, me).unwrap_or(Taken::Free);
+        self.guard(taken, me)
     }
 
     /// Takes a permit if one is free, without blocking, as a guard.
@@ -358,7 +482,8 @@ impl Semaphore {
     /// [`WouldBlock`](crate::WouldBlock) if no permit is free.
     #[inline]
     pub fn try_access(&self) -> std::result::Result<SemaphoreGuard<'_>, WouldBlock> {
-        self.try_acquire().map(|()| SemaphoreGuard { sem: self })
+        let me = thread::process_prepared().bits();
+        self.try_acquire().map(|()| self.guard(Taken::Free, me))
     }
 
     /// Takes a permit, giving up after `timeout`, as a guard.
@@ -371,16 +496,21 @@ impl Semaphore {
         &self,
         timeout: Duration,
     ) -> std::result::Result<SemaphoreGuard<'_>, TimedOut> {
-        self.acquire_timeout(timeout)
-            .map(|()| SemaphoreGuard { sem: self })
+        let me = thread::process_prepared().bits();
+        self.take(deadline(timeout), me)
+            .map(|taken| self.guard(taken, me))
+            .ok_or(TimedOut)
     }
 }
 
 /// A permit of a [`Semaphore`] or [`BoundedSemaphore`](crate::BoundedSemaphore), held: gives it back
 /// on drop.
 ///
-/// A permit is not tied to a thread, so the guard may move to another one.
-/// Dropping a guard whose release is refused (a `BoundedSemaphore` someone
+/// A permit is not tied to a thread, so the guard may move to another one;
+/// it is tied to the process that took it: that process's death gives it
+/// back to the next acquirer (see [A holder that
+/// dies](Semaphore#a-holder-that-dies)), and a forked child's copy of the
+/// guard gives nothing back when dropped. Dropping a guard whose release is refused (a `BoundedSemaphore` someone
 /// else has already over-released, or a plain semaphore already at
 /// `u32::MAX` permits) adds nothing: a drop never fails or panics.
 ///
@@ -399,24 +529,68 @@ impl Semaphore {
 #[must_use = "the permit is given back as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a> {
     sem: &'a Semaphore,
+    /// The process that took the permit (`Owner` bits).
+    me: u64,
+    /// Its record in the holder table, if there was room.
+    slot: Option<usize>,
+    /// Whether the permit was a dead holder's.
+    from_dead: bool,
+}
+
+impl SemaphoreGuard<'_> {
+    /// Whether this permit was taken back from a process that died holding
+    /// it through a guard (the semaphore's counterpart of a mutex's
+    /// `OwnerDied`): whatever the permit stood for may have been left
+    /// half done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> multiproc::Result<()> {
+    /// let sem = multiproc::Semaphore::new(1)?;
+    /// assert!(!sem.access().from_dead_holder());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn from_dead_holder(&self) -> bool {
+        self.from_dead
+    }
 }
 
 impl fmt::Debug for SemaphoreGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SemaphoreGuard").finish_non_exhaustive()
+        f.debug_struct("SemaphoreGuard")
+            .field("from_dead_holder", &self.from_dead)
+            .finish_non_exhaustive()
     }
 }
 
 impl Drop for SemaphoreGuard<'_> {
     #[inline]
     fn drop(&mut self) {
+        if thread::process().bits() != self.me {
+            // A forked child's copy of its parent's guard: the permit is
+            // the parent's to give back.
+            return;
+        }
+        // Out of the table first, then back to the count: a death between
+        // the two loses the permit (a few instructions), where the other
+        // order would let a recoverer give it back twice.
+        if let Some(i) = self.slot
+            && !self.sem.holders().clear(i, self.me)
+        {
+            // The record is not ours any more (a peer scribbled over it,
+            // or took it for dead): whoever holds it gives it back.
+            return;
+        }
         // A refused release (a bounded semaphore someone over-released) is
         // dropped: `Drop` must not fail.
         let _ = self.sem.release();
     }
 }
 
-// SAFETY: a `SemState` (two `u32`s, used only atomically) at the data offset
+// SAFETY: a `SemState` (words and a holder table, used only atomically) at the data offset
 // of a `Semaphore` header of its fingerprint, which is all the handle
 // touches.
 unsafe impl Object for Semaphore {
