@@ -68,7 +68,7 @@ fn capacity() {
     assert_eq!(rx.len(), 100);
     assert_eq!(rx.pop_into(&mut [(); 64]), 64);
     assert_eq!(spsc::shared_size::<u64>(0), usize::MAX);
-    assert_eq!(spsc::shared_size::<u64>(10), 64 + 256 + 80);
+    assert_eq!(spsc::shared_size::<u64>(10), 64 + 2 * 576 + 256 + 80);
 }
 
 /// `try_push` on a full channel hands the value back; `try_pop` on an
@@ -452,9 +452,11 @@ fn named_segment_open_at() {
 }
 
 /// Offsets within the object (header at 0): see `ObjectKind::Spsc`.
-const TAIL: usize = 64;
-const CLOSED: usize = 144;
-const HEAD: usize = 192;
+/// The two ends' holder tables, between the header and the ring's words.
+const TABLES: usize = 2 * 576;
+const TAIL: usize = 64 + TABLES;
+const CLOSED: usize = 144 + TABLES;
+const HEAD: usize = 192 + TABLES;
 
 /// A peer scribbling over the ring's indices and flags makes our process
 /// get wrong data, `Empty`/`Full`, or `Closed`, but never read or write

@@ -1,4 +1,4 @@
-//! Which pipe ends this process holds: a process-local count of handles per
+//! Which pipe and channel ends this process holds: a process-local count of handles per
 //! end, so that the end's shared [`HolderTable`] records this process from
 //! its first handle to its last, and a forked child, which inherits the
 //! handles, records itself too (in the atfork child hook).

@@ -32,7 +32,7 @@ pub(crate) const HEADER_SIZE: usize = 64;
 /// `b"MPROCOBJ"` read as a little-endian integer.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MPROCOBJ");
 /// The layout version this build writes and reads.
-pub(crate) const LAYOUT_VERSION: u32 = 4;
+pub(crate) const LAYOUT_VERSION: u32 = 5;
 /// High half of a published `ready` word.
 const READY_TAG: u32 = 0x4D50_0000; // "MP"
 /// The ready word of a header being initialised.
@@ -73,13 +73,15 @@ impl ObjectKind {
             // Lock word alone in its line; data starts on the next line so
             // bulk copies run on 64-byte aligned memory.
             ObjectKind::Array => 2 * HEADER_SIZE,
-            // Spsc: producer line (tail), wait line (eventcounts, closed
-            // flag, fencing word), consumer line (head), a spacer line;
-            // slots start on the line after. Tail and head
-            // lie 128 bytes apart, so not even the adjacent-line prefetcher
-            // pairs them.
-            // Mpmc: the same four lines (tail, wait, head, spacer).
-            ObjectKind::Spsc | ObjectKind::Mpmc | ObjectKind::Messages => 5 * HEADER_SIZE,
+            // Mpmc: producer line (tail), wait line (eventcounts, closed
+            // flag), consumer line (head), a spacer line; slots start on
+            // the line after. Tail and head lie 128 bytes apart, so not
+            // even the adjacent-line prefetcher pairs them.
+            ObjectKind::Mpmc | ObjectKind::Messages => 5 * HEADER_SIZE,
+            // Spsc: the holder tables of the producer end and the consumer
+            // end (nine lines each), then the same four lines (the wait
+            // line also holds the fencing word).
+            ObjectKind::Spsc => 23 * HEADER_SIZE,
             // The unfinished-task line, then the four lines of a ring.
             ObjectKind::Joinable => 6 * HEADER_SIZE,
             // The holder tables of end 0 and end 1 (nine lines each), then

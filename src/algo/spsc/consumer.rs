@@ -5,8 +5,8 @@ use std::time::Instant;
 use super::cursor::Cursor;
 use super::error::TryPopError;
 use super::memory::RingMemory;
-use super::publish_index;
 use super::state::Fencing;
+use super::{PEER_LOOK, PEER_LOOK_MAX, publish_index, slice_end};
 use crate::loom::atomic::Ordering;
 use crate::loom::{load_sc, load_sc64};
 
@@ -156,6 +156,29 @@ impl<M: RingMemory> RawConsumer<M> {
 
     #[cold]
     fn pop_slow(&mut self, deadline: Option<Instant>) -> Result<M::Item, TryPopError> {
+        if !self.mem.watches_peer() {
+            return self.pop_until(deadline);
+        }
+        let mut slice = PEER_LOOK;
+        loop {
+            match self.pop_until(Some(slice_end(deadline, slice))) {
+                Err(TryPopError::Empty) => {}
+                done => return done,
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(TryPopError::Empty);
+            }
+            if self.mem.peer_gone() {
+                // Nobody will ever push again: close, then drain.
+                self.mem.state().close(self.mem.waiter());
+                return self.try_pop();
+            }
+            slice = (slice * 2).min(PEER_LOOK_MAX);
+        }
+    }
+
+    /// [`pop`](Self::pop)'s wait, in one piece until `deadline`.
+    fn pop_until(&mut self, deadline: Option<Instant>) -> Result<M::Item, TryPopError> {
         loop {
             let woke = {
                 let mem = &self.mem;

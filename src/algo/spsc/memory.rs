@@ -46,6 +46,20 @@ pub unsafe trait RingMemory {
     /// it, and on the caller's. Returns `false` if it could not be done
     /// (the waiter then sleeps in short slices).
     fn heavy_barrier(&self) -> bool;
+    /// Whether a blocked end sleeps in slices ([`PEER_LOOK`](super::PEER_LOOK),
+    /// doubling to [`PEER_LOOK_MAX`](super::PEER_LOOK_MAX)) and asks
+    /// [`peer_gone`](Self::peer_gone) between them. Default: no, one
+    /// unbroken wait.
+    fn watches_peer(&self) -> bool {
+        false
+    }
+    /// Whether the other end is held by nobody alive, for good: asked by an
+    /// end that slept a slice and found nothing to do, which then closes
+    /// the ring (pops drain, then report `Closed`; pushes fail). Default:
+    /// never.
+    fn peer_gone(&self) -> bool {
+        false
+    }
     /// Writes slot `index`.
     ///
     /// # Safety

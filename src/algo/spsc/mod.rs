@@ -78,6 +78,23 @@ pub use producer::RawProducer;
 pub(crate) use state::STATE_BYTES;
 pub use state::{Fencing, SpscState};
 
+/// The first slice of a blocked end whose memory
+/// [watches its peer](RingMemory::watches_peer); each fruitless look
+/// doubles it, up to [`PEER_LOOK_MAX`] (the MPMC claim polls go the same way).
+pub const PEER_LOOK: Duration = Duration::from_millis(20);
+/// The longest slice between two looks at the peer.
+pub const PEER_LOOK_MAX: Duration = Duration::from_millis(1280);
+
+/// The end of the next slice of a peer-watching wait: `slice` from now, or
+/// `deadline` if that comes first.
+#[inline]
+fn slice_end(deadline: Option<Instant>, slice: Duration) -> Instant {
+    let end = Instant::now() + slice;
+    deadline.map_or(end, |d| d.min(end))
+}
+
+use std::time::{Duration, Instant};
+
 use super::eventcount::EventCount;
 use crate::algo::wait::Waiter;
 use crate::loom::atomic::{AtomicU64, Ordering};

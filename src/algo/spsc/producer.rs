@@ -5,8 +5,8 @@ use std::time::Instant;
 use super::cursor::Cursor;
 use super::error::TryPushError;
 use super::memory::RingMemory;
-use super::publish_index;
 use super::state::Fencing;
+use super::{PEER_LOOK, PEER_LOOK_MAX, publish_index, slice_end};
 use crate::loom::atomic::Ordering;
 use crate::loom::{load_sc, load_sc64};
 
@@ -117,8 +117,9 @@ impl<M: RingMemory> RawProducer<M> {
     /// [`TryPushError::Full`] if there is no room.
     #[inline]
     pub fn try_push(&mut self, value: M::Item) -> Result<(), TryPushError<M::Item>> {
-        // Relaxed: only the producer closes; a close by another handle of
-        // this end was handed over with the end.
+        // Relaxed: only the producer closes (or a consumer that found every
+        // holder of this end dead); a close by another handle of this end
+        // was handed over with the end.
         if self.mem.state().wait.closed.load(Ordering::Relaxed) != 0 {
             return Err(TryPushError::Closed(value));
         }
@@ -153,6 +154,33 @@ impl<M: RingMemory> RawProducer<M> {
 
     #[cold]
     fn push_slow(
+        &mut self,
+        mut value: M::Item,
+        deadline: Option<Instant>,
+    ) -> Result<(), TryPushError<M::Item>> {
+        if !self.mem.watches_peer() {
+            return self.push_until(value, deadline);
+        }
+        let mut slice = PEER_LOOK;
+        loop {
+            match self.push_until(value, Some(slice_end(deadline, slice))) {
+                Err(TryPushError::Full(v)) => value = v,
+                done => return done,
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(TryPushError::Full(value));
+            }
+            if self.mem.peer_gone() {
+                // Nobody will ever pop again: close, and fail.
+                self.mem.state().close(self.mem.waiter());
+                return self.try_push(value);
+            }
+            slice = (slice * 2).min(PEER_LOOK_MAX);
+        }
+    }
+
+    /// [`push`](Self::push)'s wait, in one piece until `deadline`.
+    fn push_until(
         &mut self,
         mut value: M::Item,
         deadline: Option<Instant>,

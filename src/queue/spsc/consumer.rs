@@ -6,7 +6,9 @@ use std::time::Duration;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::Mapped;
+use super::{End, Mapped};
+use crate::queue::ends::EndHold;
+use crate::sys::futex::Futex;
 use crate::algo::spsc::{RawConsumer, RingMemory};
 use crate::algo::wait::deadline;
 use crate::error::Result;
@@ -31,6 +33,12 @@ use crate::shm::object::{Object, Placed, Token};
 /// # }
 /// ```
 pub struct Consumer<T: Pod> {
+    /// This handle's share in the process's hold on its end (first, so it
+    /// drops before the mapping `raw` keeps).
+    _hold: EndHold,
+    /// When this handle last looked whether the other end is gone
+    /// (`coarse_ms`), for the calls that do not wait.
+    looked: u64,
     raw: RawConsumer<Mapped<T>>,
 }
 
@@ -42,8 +50,11 @@ impl<T: Pod> fmt::Debug for Consumer<T> {
 
 impl<T: Pod> Consumer<T> {
     pub(super) fn over(obj: Placed) -> Self {
+        let mem = Mapped::new(obj, End::Consumer);
         Consumer {
-            raw: RawConsumer::new(Mapped::new(obj)),
+            _hold: EndHold::new(mem.own_table()),
+            looked: 0,
+            raw: RawConsumer::new(mem),
         }
     }
 
@@ -99,6 +110,21 @@ impl<T: Pod> Consumer<T> {
     /// ```
     #[inline]
     pub fn try_pop(&mut self) -> std::result::Result<T, TryGetError> {
+        match self.raw.try_pop() {
+            Err(TryGetError::Empty) => self.empty_or_gone(),
+            done => done,
+        }
+    }
+
+    /// After an `Empty`: if the producer end is gone for good (looked at
+    /// most every 10 ms), closes the channel and pops once more (a value
+    /// pushed before the end went, or `Closed`).
+    #[cold]
+    fn empty_or_gone(&mut self) -> std::result::Result<T, TryGetError> {
+        if !self.raw.memory().peer_gone_looked(&mut self.looked) {
+            return Err(TryGetError::Empty);
+        }
+        self.raw.memory().state().close(&Futex);
         self.raw.try_pop()
     }
 
@@ -126,7 +152,11 @@ impl<T: Pod> Consumer<T> {
     pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
         // The clock is read only if the ring is empty now.
         match self.raw.try_pop() {
-            Err(TryGetError::Empty) => self.raw.pop(deadline(timeout)).map_err(Into::into),
+            Err(TryGetError::Empty) => match self.raw.pop(deadline(timeout)) {
+                Err(TryGetError::Empty) => self.empty_or_gone(),
+                done => done,
+            }
+            .map_err(Into::into),
             done => done.map_err(Into::into),
         }
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::Mapped;
+use super::{End, Mapped};
+use crate::queue::ends::EndHold;
 use crate::algo::spsc::{RawProducer, RingMemory};
 use crate::algo::wait::deadline;
 use crate::error::Result;
@@ -32,6 +33,12 @@ use crate::shm::object::{Object, Placed, Token};
 /// # }
 /// ```
 pub struct Producer<T: Pod> {
+    /// This handle's share in the process's hold on its end (first, so it
+    /// drops before the mapping `raw` keeps).
+    _hold: EndHold,
+    /// When this handle last looked whether the other end is gone
+    /// (`coarse_ms`), for the calls that do not wait.
+    looked: u64,
     raw: RawProducer<Mapped<T>>,
 }
 
@@ -43,8 +50,11 @@ impl<T: Pod> fmt::Debug for Producer<T> {
 
 impl<T: Pod> Producer<T> {
     pub(super) fn over(obj: Placed) -> Self {
+        let mem = Mapped::new(obj, End::Producer);
         Producer {
-            raw: RawProducer::new(Mapped::new(obj)),
+            _hold: EndHold::new(mem.own_table()),
+            looked: 0,
+            raw: RawProducer::new(mem),
         }
     }
 
@@ -100,7 +110,23 @@ impl<T: Pod> Producer<T> {
     /// ```
     #[inline]
     pub fn try_push(&mut self, value: T) -> std::result::Result<(), TryPutError<T>> {
-        self.raw.try_push(value)
+        match self.raw.try_push(value) {
+            Err(TryPutError::Full(v)) => Err(self.full_or_gone(v)),
+            done => done,
+        }
+    }
+
+    /// After a `Full`: if the consumer end is gone for good (looked at most
+    /// every 10 ms), closes the channel: `Closed` with the value, else
+    /// `Full`.
+    #[cold]
+    fn full_or_gone(&mut self, value: T) -> TryPutError<T> {
+        if self.raw.memory().peer_gone_looked(&mut self.looked) {
+            self.close();
+            TryPutError::Closed(value)
+        } else {
+            TryPutError::Full(value)
+        }
     }
 
     /// Pushes `value`, sleeping while the channel is full, for at most
@@ -131,7 +157,11 @@ impl<T: Pod> Producer<T> {
     ) -> std::result::Result<(), PutTimeoutError<T>> {
         // The clock is read only if the ring is full now.
         match self.raw.try_push(value) {
-            Err(TryPutError::Full(v)) => self.raw.push(v, deadline(timeout)).map_err(Into::into),
+            Err(TryPutError::Full(v)) => match self.raw.push(v, deadline(timeout)) {
+                Err(TryPutError::Full(v)) => Err(self.full_or_gone(v)),
+                done => done,
+            }
+            .map_err(Into::into),
             done => done.map_err(Into::into),
         }
     }
