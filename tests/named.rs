@@ -258,3 +258,155 @@ fn named_descriptor_detects_recreation() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidDescriptor { .. }), "{err}");
 }
+
+// ------------------------------------------------------- owned segments
+
+/// Whether `/dev/shm/<name>` exists.
+fn exists(name: &str) -> bool {
+    std::path::Path::new(&format!("/dev/shm/{name}")).exists()
+}
+
+/// Forks a child that creates `name` (owned or not), says so, and sleeps
+/// until killed; returns it once the segment exists.
+fn creator(name: &str, owned: bool) -> common::Child {
+    let made = AtomicValue::new(0u32).unwrap();
+    let n = name.to_owned();
+    let m = made.clone();
+    let kid = fork(move || {
+        let shm = if owned {
+            SharedMemory::create_owned(&n, 4096)
+        } else {
+            SharedMemory::create(&n, 4096)
+        };
+        let Ok(shm) = shm else {
+            return 1;
+        };
+        drop(shm); // the lock outlives the handle
+        m.store(1, SeqCst);
+        std::thread::sleep(common::DEADLINE);
+        0
+    });
+    let end = std::time::Instant::now() + common::DEADLINE;
+    while made.load(SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < end,
+            "the creator never made {name}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    kid
+}
+
+/// An owned segment whose creator was SIGKILLed is stale: the next `open`
+/// unlinks it and reports `NotFound`; while the creator lived, `open` and
+/// `remove_stale` left it alone. A plain segment of a killed creator stays,
+/// as POSIX names do.
+#[test]
+fn owned_segment_of_a_killed_creator_is_removed() {
+    let owned = ShmName::new("owned");
+    let plain = ShmName::new("plain");
+    let mut kid = creator(&owned.0, true);
+    let mut other = creator(&plain.0, false);
+    assert!(SharedMemory::open(&owned.0).is_ok(), "its creator lives");
+    SharedMemory::remove_stale().unwrap();
+    assert!(exists(&owned.0), "remove_stale left a live owner's segment");
+    for k in [&mut kid, &mut other] {
+        k.signal(libc::SIGKILL);
+        assert_eq!(k.wait_timeout(common::DEADLINE), Some(-libc::SIGKILL));
+    }
+    assert!(matches!(
+        SharedMemory::open(&owned.0),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(!exists(&owned.0), "open unlinked the stale segment");
+    SharedMemory::remove_stale().unwrap();
+    assert!(exists(&plain.0), "a plain segment is never removed");
+    assert!(SharedMemory::open(&plain.0).is_ok());
+}
+
+/// `create` over the name of a stale owned segment replaces it, and
+/// `remove_stale` unlinks stale ones and counts them.
+#[test]
+fn create_and_remove_stale_replace_stale_owned_segments() {
+    let a = ShmName::new("stale-a");
+    let b = ShmName::new("stale-b");
+    for name in [&a, &b] {
+        let mut kid = creator(&name.0, true);
+        kid.signal(libc::SIGKILL);
+        assert_eq!(kid.wait_timeout(common::DEADLINE), Some(-libc::SIGKILL));
+    }
+    let fresh = SharedMemory::create(&a.0, 100).unwrap();
+    assert_eq!(fresh.size(), 100, "a new segment, not the stale one");
+    // b is stale. Not checked: the count, since a concurrent test's
+    // remove_stale may take b first.
+    SharedMemory::remove_stale().unwrap();
+    assert!(!exists(&b.0));
+    assert!(exists(&a.0), "the fresh plain segment stays");
+    drop(fresh);
+}
+
+/// A child the owner forked holds the owner's lock too: killing the owner
+/// alone leaves the segment; once the child is gone as well, it is stale.
+#[test]
+fn a_forked_child_of_the_owner_keeps_the_segment() {
+    let name = ShmName::new("owned-family");
+    let grandchild = AtomicValue::new(0i32).unwrap();
+    let made = AtomicValue::new(0u32).unwrap();
+    let n = name.0.clone();
+    let (gc_out, made_out) = (grandchild.clone(), made.clone());
+    let mut owner = fork(move || {
+        let Ok(_shm) = SharedMemory::create_owned(&n, 4096) else {
+            return 1;
+        };
+        // SAFETY: the grandchild only sleeps and `_exit`s; it outlives us
+        // on purpose (no PR_SET_PDEATHSIG) and ends by itself after 20 s
+        // if the test could not kill it.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: sleep and _exit are async-signal-safe: all a forked
+            // child of a multi-threaded process may call.
+            unsafe {
+                libc::sleep(20);
+                libc::_exit(0);
+            }
+        }
+        gc_out.store(pid, SeqCst);
+        made_out.store(1, SeqCst);
+        std::thread::sleep(common::DEADLINE);
+        0
+    });
+    let end = std::time::Instant::now() + common::DEADLINE;
+    while made.load(SeqCst) == 0 {
+        assert!(std::time::Instant::now() < end, "the owner never made it");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let gc = grandchild.load(SeqCst);
+    assert!(gc > 0);
+    owner.signal(libc::SIGKILL);
+    assert_eq!(owner.wait_timeout(common::DEADLINE), Some(-libc::SIGKILL));
+    let open_now = SharedMemory::open(&name.0);
+    // SAFETY: a plain kill of the grandchild we forked (through the owner).
+    unsafe { libc::kill(gc, libc::SIGKILL) };
+    assert!(open_now.is_ok(), "the owner's forked child still holds it");
+    drop(open_now);
+    // The grandchild is not ours to reap; its descriptors close as it dies.
+    let end = std::time::Instant::now() + common::DEADLINE;
+    while exists(&name.0) {
+        assert!(std::time::Instant::now() < end, "never stale");
+        let _ = SharedMemory::open(&name.0);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The owner's `unlink` releases its lock: a new owned segment under the
+/// same name, made by the same process, is its own.
+#[test]
+fn unlink_releases_ownership() {
+    let name = ShmName::new("owned-unlink");
+    let shm = SharedMemory::create_owned(&name.0, 4096).unwrap();
+    shm.unlink().unwrap();
+    assert!(!exists(&name.0));
+    let again = SharedMemory::create_owned(&name.0, 4096).unwrap();
+    assert!(SharedMemory::open(&name.0).is_ok());
+    again.unlink().unwrap();
+}

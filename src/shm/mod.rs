@@ -13,6 +13,7 @@ pub(crate) mod descriptor;
 pub(crate) mod header;
 pub(crate) mod named;
 pub(crate) mod object;
+pub(crate) mod owned;
 pub(crate) mod ranges;
 pub(crate) mod segment;
 pub(crate) mod value;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 use crate::shm::object::attach_failed;
+use crate::shm::owned;
 use crate::shm::ranges;
 use crate::shm::segment::{Backing, Segment, SegmentRef, check_fits_memory};
 
@@ -29,7 +30,10 @@ pub const MAX_NAME_LEN: usize = 255;
 ///
 /// Dropping a `SharedMemory` unmaps it; the name stays until
 /// [`unlink`](Self::unlink) (or [`SharedMemory::remove`]) removes it, as in
-/// Python. Typed objects can be placed in it at chosen offsets with
+/// Python, even after its creator died; a segment made with
+/// [`create_owned`](Self::create_owned) is removed once its creator (and
+/// the children it forked) died without unlinking it, as Python's resource
+/// tracker does. Typed objects can be placed in it at chosen offsets with
 /// [`Value::create_at`](crate::Value::create_at) and friends.
 ///
 /// # A peer that shrinks the file
@@ -164,6 +168,76 @@ impl SharedMemory {
     /// [`Error::InvalidSize`] for a size of zero or beyond this machine's
     /// memory, [`Error::Io`] for other OS failures.
     pub fn create(name: &str, size: usize) -> Result<SharedMemory> {
+        Self::make(name, size, false)
+    }
+
+    /// Creates a new named segment, as [`create`](Self::create) does, that
+    /// is *owned* by this process: once this process and every child it
+    /// forked have ended (`SIGKILL` included) without unlinking it, the
+    /// segment is stale, and the next [`create`](Self::create) or
+    /// [`open`](Self::open) of its name, or a
+    /// [`remove_stale`](Self::remove_stale), unlinks it. Python's
+    /// `SharedMemory(create=True)` with its resource tracker behaves so.
+    ///
+    /// How (no tracker process): the file's mode is `01700` instead of
+    /// `0600`, and this process holds a shared `flock` on it through a
+    /// descriptor it keeps until it unlinks the name or ends; forked
+    /// children inherit that descriptor, spawned ones do not. The kernel
+    /// drops the lock with the last descriptor; an owned file nobody holds
+    /// the lock on is stale. Dropping the `SharedMemory` keeps the lock
+    /// (other processes may still use the segment), [`unlink`](Self::unlink)
+    /// releases it.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::SharedMemory;
+    /// # fn main() -> multiproc::Result<()> {
+    /// # let name = format!("multiproc-doc-owned-{}", std::process::id());
+    /// let shm = SharedMemory::create_owned(&name, 4096)?;
+    /// // While this process lives, the segment is not stale.
+    /// SharedMemory::remove_stale()?;
+    /// assert!(SharedMemory::open(&name).is_ok());
+    /// shm.unlink()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn create_owned(name: &str, size: usize) -> Result<SharedMemory> {
+        Self::make(name, size, true)
+    }
+
+    /// Unlinks every stale owned segment of this user in `/dev/shm` (see
+    /// [`create_owned`](Self::create_owned)); returns how many. Segments
+    /// made by [`create`](Self::create), by Python or by any other program
+    /// are never touched, nor are owned ones whose owner lives.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if `/dev/shm` cannot be read or a stale name cannot be
+    /// unlinked.
+    pub fn remove_stale() -> Result<usize> {
+        let dir = std::fs::read_dir(SHM_DIR).map_err(|e| Error::Io {
+            op: "read_dir /dev/shm",
+            source: e,
+        })?;
+        let mut removed = 0;
+        for entry in dir.flatten() {
+            let Some(bare) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if owned::remove_if_stale(&path_of(&bare))? {
+                owned::forget(&bare);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn make(name: &str, size: usize, owned: bool) -> Result<SharedMemory> {
         let bare = normalize(name)?;
         if size == 0 {
             return Err(Error::InvalidSize {
@@ -173,11 +247,18 @@ impl SharedMemory {
         }
         check_fits_memory(size as u64)?;
         let path = path_of(bare);
-        let fd = fs::open(
-            path.as_str(),
-            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::RUSR | Mode::WUSR,
-        )
+        let create = || {
+            fs::open(
+                path.as_str(),
+                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::RUSR | Mode::WUSR,
+            )
+        };
+        let fd = match create() {
+            // A stale owned segment under the name: unlink it, try again.
+            Err(Errno::EXIST) if owned::remove_if_stale(&path)? => create(),
+            r => r,
+        }
         .map_err(|e| match e {
             Errno::EXIST => Error::AlreadyExists {
                 what: format!("shared memory {bare:?}"),
@@ -188,15 +269,24 @@ impl SharedMemory {
             },
             e => Error::io("open /dev/shm/<name>", e),
         })?;
+        let marked = if owned {
+            owned::mark_owned(&fd, bare)
+        } else {
+            Ok(())
+        };
         // Reserve the pages now: a full /dev/shm (it often has a size limit)
         // is an error here rather than a SIGBUS at the first touch later.
-        let sized = fs::fallocate(&fd, FallocateFlags::empty(), 0, size as u64)
-            .map_err(|e| match e {
-                Errno::NOSPC => Error::InvalidSize {
-                    requested: size as u64,
-                    reason: "no space left in /dev/shm",
-                },
-                e => Error::io("fallocate", e),
+        let sized = marked
+            .and_then(|()| {
+                fs::fallocate(&fd, FallocateFlags::empty(), 0, size as u64).map_err(|e| {
+                    match e {
+                        Errno::NOSPC => Error::InvalidSize {
+                            requested: size as u64,
+                            reason: "no space left in /dev/shm",
+                        },
+                        e => Error::io("fallocate", e),
+                    }
+                })
             })
             .and_then(|()| Segment::map(fd, Backing::Named(bare.to_owned())));
         match sized {
@@ -207,6 +297,7 @@ impl SharedMemory {
             Err(e) => {
                 // Leave nothing behind in /dev/shm on a failed create.
                 let _ = fs::unlink(path.as_str());
+                owned::forget(bare);
                 Err(e)
             }
         }
@@ -216,11 +307,13 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`] if no segment has this name,
+    /// [`Error::NotFound`] if no segment has this name (or it was a stale
+    /// [owned](Self::create_owned) one, which this call unlinked),
     /// [`Error::PermissionDenied`] if another user owns it or its mode lets
     /// group or others in, [`Error::InvalidSize`] if it is still empty.
     pub fn open(name: &str) -> Result<SharedMemory> {
         let bare = normalize(name)?.to_owned();
+        owned::remove_if_stale(&path_of(&bare))?;
         let fd = open_checked(&bare)?;
         let seg = Segment::map(fd, Backing::Named(bare.clone()))?.register();
         Ok(SharedMemory { seg, name: bare })
@@ -249,7 +342,10 @@ impl SharedMemory {
                 what: format!("shared memory {bare:?}"),
             },
             e => Error::io("unlink /dev/shm/<name>", e),
-        })
+        })?;
+        // An owned segment of ours: nothing left to own.
+        owned::forget(bare);
+        Ok(())
     }
 
     /// The name, without a leading slash (as Python reports it).
