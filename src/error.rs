@@ -227,6 +227,14 @@ pub enum Error {
     /// `ValueError`.
     #[error("task_done() called more times than there were items")]
     TaskDone,
+    /// A `JoinableQueue::join` ended with tasks that processes got and
+    /// died with before marking them done
+    /// ([`TasksLost`](crate::TasksLost), converted).
+    #[error("{count} task(s) lost with a process that died before task_done")]
+    TasksLost {
+        /// How many.
+        count: u64,
+    },
     /// [`Process::start`](crate::Process::start) of a process that was
     /// already started (a process starts once, as in Python).
     #[error("process {name} was already started")]

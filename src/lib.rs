@@ -159,7 +159,7 @@ not_under_loom! {
     pub mod prelude {
         pub use crate::shm::object::SharedObject;
     }
-    pub use queue::joinable::{JoinableQueue, TaskDoneError};
+    pub use queue::joinable::{JoinTimeoutError, JoinableQueue, TaskDoneError, TasksLost};
     pub use queue::message::{MessageQueue, RecvError, SendError};
     pub use queue::error::{Closed, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
     pub use queue::mpmc::Queue;

@@ -57,7 +57,10 @@ fn try_and_timeout_outcomes_of_every_queue() {
 
     let j = JoinableQueue::<u8>::new(2, 8).unwrap();
     j.put(1).unwrap();
-    assert_eq!(j.join_timeout(SOON), Err(TimedOut));
+    assert_eq!(
+        j.join_timeout(SOON),
+        Err(multiproc::JoinTimeoutError::Timeout)
+    );
     j.get().unwrap();
     j.task_done().unwrap();
     assert_eq!(j.join_timeout(SOON), Ok(()));

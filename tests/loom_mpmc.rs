@@ -3,7 +3,8 @@
 //! once (loom's `UnsafeCell` checks that, so a stamp published too weakly
 //! fails here), no wake-up is lost (the futex model ignores timeouts, so a
 //! lost wake-up is a deadlock), and close lets consumers drain, then report
-//! `Closed`, and no put succeeds once `Closed` was reported. A thread that
+//! `Closed`, and no put succeeds once `Closed` was reported; a
+//! `JoinableQueue`'s census-and-takers truth never misses a task. A thread that
 //! dies inside a put or get (it panics in the slot closure, then is marked
 //! dead) blocks nobody: consumers skip a dead producer's position,
 //! producers free a dead consumer's slot and count it lost, and exactly one
@@ -445,5 +446,77 @@ fn try_get_after_own_try_put_is_never_empty() {
         let mut got = [mine, theirs];
         got.sort_unstable();
         assert_eq!(got, [10, 20]);
+    });
+}
+
+/// Nobody dies (for the takers' table).
+struct NobodyDies;
+
+// SAFETY: never reports dead.
+unsafe impl multiproc::algo::robust::Liveness for NobodyDies {
+    fn is_dead(&self, _: Owner) -> bool {
+        false
+    }
+}
+
+/// `JoinableQueue`'s truth (issue 16, item 1): a census of the ring plus
+/// the takers' table, against a producer that counts and puts, and a
+/// consumer that takes (raising its taker count inside the claim), works
+/// and marks the task done. Once the put returned, the truth never says
+/// "nothing unfinished" before the task is done, and when it says so the
+/// consumer's work is visible. (It fails if the taker count is raised after
+/// the get returns instead of inside the claim.) The truth reads no live
+/// count, so a producer that counted and died before claiming cannot
+/// raise it.
+#[test]
+fn joinable_truth_never_misses_a_task() {
+    use multiproc::algo::takers::Takers;
+    check(2, || {
+        let q = ring(1);
+        let takers = Arc::new(Takers::new());
+        let work = Arc::new(AtomicU32::new(0));
+        let truth = |q: &RawQueue<Mem>, t: &Takers| {
+            let c = q.census();
+            let held = t.held(&NobodyDies).expect("no overflow");
+            c.written + c.writing + c.reading + held.live
+        };
+        let consumer = {
+            let (q, takers, work) = (handle(&q, 2), takers.clone(), work.clone());
+            loom::thread::spawn(move || {
+                let me = Owner { tid: 2, stamp: 1 };
+                let took = std::cell::Cell::new(usize::MAX);
+                loop {
+                    match q.try_get_with(|m, i| {
+                        let mut h = took.get();
+                        takers.took(me, &mut h);
+                        took.set(h);
+                        // SAFETY: i < capacity.
+                        unsafe { m.read(i) }
+                    }) {
+                        Ok(v) => {
+                            assert_eq!(v, 7);
+                            break;
+                        }
+                        Err(TryPopError::Empty) => loom::thread::yield_now(),
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+                assert!(took.get() < 2, "an entry was taken");
+                work.store(1, Ordering::Relaxed);
+                assert!(takers.done(me, took.get(), &NobodyDies));
+            })
+        };
+        let producer = {
+            let q = handle(&q, 1);
+            loom::thread::spawn(move || q.try_put(7).expect("room"))
+        };
+        producer.join().unwrap();
+        // The put returned: the task is unfinished until it is done.
+        if truth(&q, &takers) == 0 {
+            assert_eq!(work.load(Ordering::Relaxed), 1, "done, with its work");
+        }
+        consumer.join().unwrap();
+        assert_eq!(truth(&q, &takers), 0);
+        assert_eq!(takers.held(&NobodyDies).unwrap().dead, 0);
     });
 }

@@ -146,9 +146,9 @@ fn mpmc_producer_and_consumer_killed_mid_stream() {
 }
 
 /// A JoinableQueue consumer killed between `get` and `task_done`: the
-/// survivors finish everything else, and the unfinished count reports the
-/// dead consumer's task (so `join_timeout` says "not all done" rather than
-/// pretending).
+/// survivors finish everything else, and `join` ends (it would wait for
+/// ever in Python) reporting the dead consumer's task as lost, neither
+/// hanging nor pretending; `clear_lost` forgets it.
 #[test]
 fn joinable_consumer_killed_before_task_done() {
     let q = JoinableQueue::<String>::new(16, 64).unwrap();
@@ -187,11 +187,54 @@ fn joinable_consumer_killed_before_task_done() {
     for i in 0..100 {
         q.put(format!("job {i}")).unwrap();
     }
-    assert!(q.join_timeout(Duration::from_millis(200)).is_err());
+    assert_eq!(
+        q.join_timeout(DEADLINE),
+        Err(multiproc::JoinTimeoutError::Lost(multiproc::TasksLost {
+            count: 1
+        }))
+    );
+    assert_eq!(q.join(), Err(multiproc::TasksLost { count: 1 }));
     assert_eq!(q.unfinished_tasks(), 1, "the dead consumer's task");
+    assert_eq!(q.lost_tasks(), 1);
     assert!(q.is_empty());
+    assert_eq!(q.clear_lost(), 1);
+    assert_eq!(q.unfinished_tasks(), 0);
+    assert_eq!(q.join(), Ok(()));
     q.close();
     assert_eq!(worker.join(), 0);
+}
+
+/// A JoinableQueue producer killed while blocked in `put` on a full queue
+/// (its task counted by the live count, never put): once the consumers
+/// finished everything that was put, `join` returns `Ok` (in a child, so a
+/// hang fails the test by its deadline), and the unfinished count is 0.
+#[test]
+fn joinable_producer_killed_blocked_in_put_is_not_counted() {
+    let q = JoinableQueue::<u32>::new(2, 16).unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let mut victim = {
+        let q = q.clone();
+        fork(move || {
+            // Blocks: the queue is full. Killed here.
+            i32::from(q.put(3).is_err())
+        })
+    };
+    victim.wait_until_futex_sleep();
+    victim.signal(libc::SIGKILL);
+    assert_eq!(victim.wait_timeout(DEADLINE), Some(-libc::SIGKILL));
+    for _ in 0..2 {
+        q.get_timeout(DEADLINE).unwrap();
+        q.task_done().unwrap();
+    }
+    let joiner = {
+        let q = q.clone();
+        fork(move || i32::from(q.join().is_err()))
+    };
+    assert_eq!(joiner.join(), 0, "join returned Ok");
+    assert_eq!(q.unfinished_tasks(), 0);
+    assert_eq!(q.lost_tasks(), 0);
+    assert!(q.is_empty());
 }
 
 /// An SPSC producer killed mid-stream: the consumer gets every item it

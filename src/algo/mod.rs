@@ -18,4 +18,5 @@ pub mod mpmc;
 pub mod robust;
 pub mod semaphore;
 pub mod spsc;
+pub mod takers;
 pub mod wait;

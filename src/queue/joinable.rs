@@ -8,6 +8,22 @@
 //! refuses to go below zero; the decrement to zero (a `SeqCst` RMW) wakes
 //! joiners through an eventcount whose condition reads the count with a
 //! `SeqCst` load: the same Dekker pair as the rings' blocking.
+//!
+//! That count is exact while nobody dies, and never too low: a producer
+//! killed while blocked in `put` leaves it one too high, a consumer killed
+//! before `task_done` leaves its task in it. So it is only the fast path.
+//! The truth is derived, when the count is not zero, from two things no
+//! death can leave wrong: a census of the ring's slots (written, or
+//! claimed by a live producer or consumer: [`RawQueue::census`]) and the
+//! takers' table (per process, messages got and not yet marked done,
+//! raised while the get still holds the slot's claim; `algo/takers.rs`).
+//! Unfinished = the census's items + the live takers' counts; lost = the
+//! dead takers' counts. A joiner sleeps in slices (10 ms doubling to
+//! 160 ms) and, after each slice with the count above zero, counts the
+//! truth: no unfinished task left ends the join (with [`TasksLost`] if
+//! some were lost).
+//!
+//! [`RawQueue::census`]: crate::algo::mpmc::RawQueue::census
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -16,13 +32,14 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{Result, TimedOut};
+use crate::error::Result;
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::queue::message::{
     RecvError, Ring, SendError, Wait, decode, expect, one_ring, one_ring_size, place_one_ring,
-    queries,
-    recv_with, send,
+    queries, recv_taking, send,
 };
+use crate::algo::takers::{TAKERS_BYTES, Takers};
+use crate::sys::thread::{self, ProcLiveness};
 use crate::algo::eventcount::EventCount;
 use crate::algo::mpmc::STATE_BYTES;
 use crate::shm::header::{Expect, ObjectKind};
@@ -32,10 +49,12 @@ use crate::algo::wait::deadline;
 use crate::shm::object::Place;
 use crate::sys::futex::Futex;
 
-/// The unfinished-task line, right before the ring's words.
+/// The unfinished-task line, then the takers' table, right before the
+/// ring's words.
 #[repr(C, align(64))]
 struct TaskLine {
-    /// Messages put and not yet marked done.
+    /// Messages put and not yet marked done, as far as the live calls
+    /// know (see the module docs): never below the truth.
     unfinished: AtomicU64,
     /// Joiners wait here for `unfinished` to reach zero.
     done: EventCount,
@@ -43,6 +62,54 @@ struct TaskLine {
 
 const TASK_LINE: usize = 64;
 const _: () = assert!(size_of::<TaskLine>() == TASK_LINE);
+
+/// A joiner's first slice before it counts the truth, and its longest.
+const JOIN_LOOK: Duration = Duration::from_millis(10);
+const JOIN_LOOK_MAX: Duration = Duration::from_millis(160);
+
+/// Tasks that a process got and died with before marking them done:
+/// [`JoinableQueue::join`] ends and reports them, where Python's would wait
+/// for ever. They stay counted (every later join reports them) until
+/// [`JoinableQueue::clear_lost`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{count} task(s) lost with a process that died before task_done")]
+pub struct TasksLost {
+    /// How many.
+    pub count: u64,
+}
+
+impl From<TasksLost> for crate::Error {
+    fn from(e: TasksLost) -> Self {
+        crate::Error::TasksLost { count: e.count }
+    }
+}
+
+/// Why a [`JoinableQueue::join_timeout`] did not see every task done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JoinTimeoutError {
+    /// Tasks were still unfinished when the time ran out.
+    #[error("timed out with tasks unfinished")]
+    Timeout,
+    /// No task is unfinished, but some were lost with a dead process.
+    #[error(transparent)]
+    Lost(TasksLost),
+}
+
+impl From<JoinTimeoutError> for crate::Error {
+    fn from(e: JoinTimeoutError) -> Self {
+        match e {
+            JoinTimeoutError::Timeout => crate::Error::Timeout,
+            JoinTimeoutError::Lost(l) => l.into(),
+        }
+    }
+}
+
+/// The tasks as a census and the takers' table tell them.
+#[derive(Clone, Copy, Debug)]
+struct Truth {
+    unfinished: u64,
+    lost: u64,
+}
 
 /// `task_done` was called more times than messages were put.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,10 +133,24 @@ impl From<TaskDoneError> for crate::Error {
 /// `ValueError`.
 ///
 /// The queue, the count and the sleepers all live in shared memory, so
-/// producers, consumers and joiners may be in any processes. A consumer
-/// that dies between `get` and `task_done` leaves its task unfinished: a
-/// plain `join` then waits for good, which is what
-/// [`join_timeout`](Self::join_timeout) is for.
+/// producers, consumers and joiners may be in any processes.
+///
+/// # A process that dies
+///
+/// A producer killed anywhere in `put` (blocked for room, say) leaves
+/// nothing counted: its task was never put. A consumer killed between
+/// `get` and `task_done` leaves its task *lost*: once every other task is
+/// done, [`join`](Self::join) returns [`TasksLost`] with their number,
+/// instead of waiting for ever as Python's does (and
+/// [`lost_tasks`](Self::lost_tasks) tells it). Each process's gets are
+/// counted in a table of 63 processes next to the ring, raised while the
+/// get still holds the message's slot: one killed in the few instructions
+/// between claiming the slot and that count loses the message uncounted
+/// (the ring's own [`lost`](Self::lost) counts it). After a death a `join`
+/// notices within its slices (10 ms, doubling to 160 ms); with more than 63
+/// processes ever getting from the queue the table overflows, and joins go
+/// by the plain count, which a death leaves too high (use
+/// [`join_timeout`](Self::join_timeout) then).
 ///
 /// # Examples
 ///
@@ -89,7 +170,7 @@ impl From<TaskDoneError> for crate::Error {
 /// for i in 0..10 {
 ///     q.put(format!("job {i}"))?;
 /// }
-/// q.join(); // all ten were got and marked done
+/// q.join()?; // all ten were got and marked done
 /// assert_eq!(q.unfinished_tasks(), 0);
 /// q.close();
 /// worker.join().unwrap();
@@ -98,6 +179,9 @@ impl From<TaskDoneError> for crate::Error {
 /// ```
 pub struct JoinableQueue<T> {
     ring: Ring,
+    /// This process's entry in the takers' table, once known
+    /// (`usize::MAX` before).
+    taker: AtomicU64,
     _t: PhantomData<fn(T) -> T>,
 }
 
@@ -105,6 +189,9 @@ impl<T> Clone for JoinableQueue<T> {
     fn clone(&self) -> Self {
         JoinableQueue {
             ring: self.ring.clone(),
+            // The cached index, still right in this process (a clone made
+            // after a fork finds it stale and looks again).
+            taker: AtomicU64::new(self.taker.load(Ordering::Relaxed)),
             _t: PhantomData,
         }
     }
@@ -128,20 +215,60 @@ impl<T> fmt::Debug for JoinableQueue<T> {
 impl<T> JoinableQueue<T> {
     #[inline]
     fn tasks(&self) -> &TaskLine {
-        // SAFETY: kind Joinable puts element 0 six lines past the header:
-        // the ring's STATE_BYTES right before it, and the task line right
-        // before those, inside the object, after the header, 64-aligned;
-        // TaskLine is only atomics (valid for any bytes); the mapping
-        // outlives `&self`.
+        // SAFETY: kind Joinable puts element 0 23 lines past the header:
+        // the ring's STATE_BYTES right before it, the takers' table before
+        // those and the task line before that, inside the object, after
+        // the header, 64-aligned; TaskLine is only atomics (valid for any
+        // bytes); the mapping outlives `&self`.
         unsafe {
             &*self
                 .ring
                 .memory()
                 .placed()
                 .data()
-                .sub(STATE_BYTES + TASK_LINE)
+                .sub(STATE_BYTES + TAKERS_BYTES + TASK_LINE)
                 .cast::<TaskLine>()
         }
+    }
+
+    #[inline]
+    fn takers(&self) -> &Takers {
+        // SAFETY: as in `tasks`: the TAKERS_BYTES right before the ring's
+        // words; Takers is only atomics.
+        unsafe {
+            &*self
+                .ring
+                .memory()
+                .placed()
+                .data()
+                .sub(STATE_BYTES + TAKERS_BYTES)
+                .cast::<Takers>()
+        }
+    }
+
+    /// Counts, in this process's takers' entry, a message just taken (the
+    /// caller still holds its slot's claim).
+    fn took(&self) {
+        // SYNC: Relaxed: a cache of this handle's entry index.
+        let mut hint = self.taker.load(Ordering::Relaxed) as usize;
+        // `process`, not `process_prepared`: the handle's making ran the
+        // checks it needs (in this process, or in the parent it forked).
+        self.takers().took(thread::process(), &mut hint);
+        self.taker.store(hint as u64, Ordering::Relaxed);
+    }
+
+    /// The tasks as the ring's census and the takers' table tell them, or
+    /// `None` if the table overflowed (a taker it does not know of).
+    fn truth(&self) -> Option<Truth> {
+        // The census first, then the table: a message a get moved from the
+        // ring to its taker's count in between is seen twice (a moment's
+        // over-count), never missed.
+        let census = self.ring.census();
+        let held = self.takers().held(&ProcLiveness)?;
+        Some(Truth {
+            unfinished: census.written + census.writing + census.reading + held.live,
+            lost: held.dead,
+        })
     }
 
     /// Takes one task off the count; `Err` if it is zero.
@@ -170,28 +297,59 @@ impl<T> JoinableQueue<T> {
         Ok(())
     }
 
-    fn join_until(&self, d: Option<std::time::Instant>) -> bool {
+    /// Waits until no task is unfinished (`Ok`, or `Lost` if some were
+    /// lost), or `d` passes (`Timeout`).
+    fn join_until(
+        &self,
+        d: Option<std::time::Instant>,
+    ) -> std::result::Result<(), JoinTimeoutError> {
         let t = self.tasks();
-        // SYNC: SeqCst load: the waiter's re-check of the `done` Dekker
-        // pair; Acquire half pairs with the SeqCst decrements in
-        // `finish_one`, so the joiner sees the consumers' work.
-        t.done
-            .wait_until(&Futex, d, || t.unfinished.load(Ordering::SeqCst) == 0)
+        let mut slice = JOIN_LOOK;
+        loop {
+            let end = std::time::Instant::now() + slice;
+            let until = d.map_or(end, |d| d.min(end));
+            // SYNC: SeqCst load: the waiter's re-check of the `done` Dekker
+            // pair; Acquire half pairs with the SeqCst decrements in
+            // `finish_one`, so the joiner sees the consumers' work.
+            if t.done.wait_until(&Futex, Some(until), || {
+                t.unfinished.load(Ordering::SeqCst) == 0
+            }) {
+                return Ok(());
+            }
+            // A slice with tasks counted: maybe some are a dead process's.
+            if let Some(truth) = self.truth()
+                && truth.unfinished == 0
+            {
+                return match truth.lost {
+                    0 => Ok(()),
+                    count => Err(JoinTimeoutError::Lost(TasksLost { count })),
+                };
+            }
+            if d.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(JoinTimeoutError::Timeout);
+            }
+            slice = (slice * 2).min(JOIN_LOOK_MAX);
+        }
     }
 }
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     fn over(obj: Placed) -> Self {
+        // The identity checks `took` relies on, once (they allocate).
+        thread::process_prepared();
         JoinableQueue {
             ring: one_ring(obj),
+            taker: AtomicU64::new(u64::MAX),
             _t: PhantomData,
         }
     }
 
     fn make(place: Place<'_>, capacity: usize, max_message_size: usize) -> Result<Self> {
         let ring = place_one_ring::<T>(place, ObjectKind::Joinable, capacity, max_message_size)?;
+        thread::process_prepared();
         Ok(JoinableQueue {
             ring,
+            taker: AtomicU64::new(u64::MAX),
             _t: PhantomData,
         })
     }
@@ -239,7 +397,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// ```
     /// // Header, the task line, four lines of ring words, 2 slots of 64 bytes.
-    /// assert_eq!(multiproc::JoinableQueue::<u8>::shared_size(2, 8), 64 + 64 + 256 + 2 * 64);
+    /// assert_eq!(multiproc::JoinableQueue::<u8>::shared_size(2, 8), 64 + 64 + 1088 + 256 + 2 * 64);
     /// ```
     pub fn shared_size(capacity: usize, max_message_size: usize) -> usize {
         one_ring_size::<T>(ObjectKind::Joinable, capacity, max_message_size)
@@ -301,7 +459,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// fails to decode was taken, so it still counts as a task to mark
     /// done.
     pub fn get(&self) -> std::result::Result<T, RecvError> {
-        recv_with(&self.ring, Wait::Until(None), decode::<T>)
+        recv_taking(&self.ring, Wait::Until(None), || self.took(), decode::<T>)
     }
 
     /// Takes the oldest message if there is one, without blocking.
@@ -310,7 +468,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`MessageQueue::try_get`](crate::MessageQueue::try_get).
     pub fn try_get(&self) -> std::result::Result<T, RecvError> {
-        recv_with(&self.ring, Wait::No, decode::<T>)
+        recv_taking(&self.ring, Wait::No, || self.took(), decode::<T>)
     }
 
     /// Takes the oldest message, sleeping at most `timeout` while the queue
@@ -320,7 +478,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As [`MessageQueue::get_timeout`](crate::MessageQueue::get_timeout).
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
-        recv_with(&self.ring, Wait::at_most(timeout), decode::<T>)
+        recv_taking(&self.ring, Wait::at_most(timeout), || self.took(), decode::<T>)
     }
 
     /// Marks one task done: the consumer finished with a message it got.
@@ -345,13 +503,46 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # }
     /// ```
     pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
-        self.finish_one()
+        self.finish_one()?;
+        // After the count: a joiner that saw it reach zero is done anyway,
+        // and one counting the truth meanwhile over-counts a moment.
+        // SYNC: Relaxed: a cache of this handle's entry index.
+        let hint = self.taker.load(Ordering::Relaxed) as usize;
+        self.takers()
+            .done(thread::process(), hint, &ProcLiveness);
+        Ok(())
     }
 
     /// Sleeps until every message put so far was marked done (returns at
     /// once if none is unfinished).
-    pub fn join(&self) {
-        while !self.join_until(None) {}
+    ///
+    /// # Errors
+    ///
+    /// [`TasksLost`] once no task is unfinished but some were got by a
+    /// process that died before marking them done (killed, say): Python's
+    /// `join` would wait for them for ever. Every later `join` reports them
+    /// too, until [`clear_lost`](Self::clear_lost).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let q = multiproc::JoinableQueue::<u8>::new(4, 8)?;
+    /// q.put(1)?;
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn join(&self) -> std::result::Result<(), TasksLost> {
+        loop {
+            match self.join_until(None) {
+                Ok(()) => return Ok(()),
+                Err(JoinTimeoutError::Lost(l)) => return Err(l),
+                Err(JoinTimeoutError::Timeout) => {}
+            }
+        }
     }
 
     /// Sleeps until every message put so far was marked done, for at most
@@ -359,8 +550,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`TimedOut`](crate::TimedOut) if some were still unfinished when the
-    /// time ran out.
+    /// [`JoinTimeoutError::Timeout`] if some were still unfinished when the
+    /// time ran out; [`JoinTimeoutError::Lost`] as [`join`](Self::join)'s
+    /// [`TasksLost`].
     ///
     /// # Examples
     ///
@@ -376,17 +568,53 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), TimedOut> {
-        if self.join_until(deadline(timeout)) {
-            Ok(())
-        } else {
-            Err(TimedOut)
-        }
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinTimeoutError> {
+        self.join_until(deadline(timeout))
     }
 
-    /// Tasks put and not yet marked done (a snapshot).
+    /// Tasks put and not yet marked done, lost ones included (a snapshot).
+    /// A put still blocked for room is not counted, nor one whose producer
+    /// died before it returned. Costs a look at every slot when tasks are
+    /// counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let q = multiproc::JoinableQueue::<u8>::new(4, 8)?;
+    /// q.put(1)?;
+    /// assert_eq!(q.unfinished_tasks(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn unfinished_tasks(&self) -> u64 {
-        self.tasks().unfinished.load(Ordering::Relaxed)
+        let counted = self.tasks().unfinished.load(Ordering::Relaxed);
+        if counted == 0 {
+            return 0;
+        }
+        self.truth()
+            .map_or(counted, |t| (t.unfinished + t.lost).min(counted))
+    }
+
+    /// Tasks got by a process that died before marking them done (a
+    /// snapshot): what [`join`](Self::join) reports as [`TasksLost`].
+    pub fn lost_tasks(&self) -> u64 {
+        self.truth().map_or(0, |t| t.lost)
+    }
+
+    /// Forgets the lost tasks (of processes that died): they no longer
+    /// count as unfinished, and joins no longer report them, as if they had
+    /// been marked done. Returns how many. Like a mutex's
+    /// `mark_consistent`: call it once whatever those tasks stood for was
+    /// dealt with.
+    pub fn clear_lost(&self) -> u64 {
+        let n = self.takers().clear_dead(&ProcLiveness);
+        for _ in 0..n {
+            if self.finish_one().is_err() {
+                break;
+            }
+        }
+        n
     }
 
     /// Closes the queue, as [`MessageQueue::close`](crate::MessageQueue::close).

@@ -82,8 +82,9 @@ impl ObjectKind {
             // end (nine lines each), then the same four lines (the wait
             // line also holds the fencing word).
             ObjectKind::Spsc => 23 * HEADER_SIZE,
-            // The unfinished-task line, then the four lines of a ring.
-            ObjectKind::Joinable => 6 * HEADER_SIZE,
+            // The unfinished-task line, the takers' table (17 lines), then
+            // the four lines of a ring.
+            ObjectKind::Joinable => 23 * HEADER_SIZE,
             // The holder tables of end 0 and end 1 (nine lines each), then
             // two rings' four lines each (the ring from end 0 to end 1
             // first).

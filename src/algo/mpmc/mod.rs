@@ -170,6 +170,7 @@ mod stamp;
 #[cfg(not(loom))]
 pub(crate) use layout::STATE_BYTES;
 pub use layout::{MpmcState, QueueMemory, SlotMemory};
+// `Census` is defined below, next to `RawQueue::census`.
 
 use std::time::Duration;
 
@@ -178,6 +179,20 @@ use super::spsc::{TryPopError, TryPushError};
 use crate::algo::wait::backoff;
 use crate::loom::atomic::{AtomicU64, Ordering};
 use crate::loom::{load_sc, load_sc64, store_sc64};
+
+/// What a ring's slots hold, counted by [`RawQueue::census`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Written, not yet claimed by a consumer.
+    pub written: u64,
+    /// Claimed by a live producer, which is writing.
+    pub writing: u64,
+    /// Claimed by a live consumer, which is reading.
+    pub reading: u64,
+    /// Claimed by a consumer that died: lost (counted in
+    /// [`lost`](RawQueue::lost) once a producer frees the slot).
+    pub reading_dead: u64,
+}
 
 /// Rounds a non-blocking call waits on a slot that another thread claimed
 /// but has not finished (or on a position that makes no sense), before
@@ -567,6 +582,36 @@ impl<M: QueueMemory> RawQueue<M> {
     /// counted by the producers that freed their slots.
     pub fn lost(&self) -> u64 {
         self.mem.state().wait.lost.load(Ordering::Relaxed)
+    }
+
+    /// What every slot holds now, read stamp by stamp (`O(capacity)`, and
+    /// a liveness look for each claim): a count of the ring's items that
+    /// trusts no counter and no hint. Each stamp is read with Acquire, so
+    /// whatever a consumer did before releasing a slot this census finds
+    /// released is visible after it.
+    pub fn census(&self) -> Census {
+        let mut c = Census::default();
+        for i in 0..self.cap {
+            // SAFETY: i < capacity.
+            let stamp = unsafe { self.mem.stamp(i) };
+            // SYNC: Acquire pairs with the Release (or SeqCst) stamp stores
+            // of puts and gets: a released slot's get did everything it
+            // does before its release.
+            let s = stamp.load(Ordering::Acquire);
+            if s & CLAIM != 0 {
+                let dead = stamp::claim_owner(s).is_some_and(|o| self.mem.is_dead(o));
+                match (s & READING != 0, dead) {
+                    (true, false) => c.reading += 1,
+                    (true, true) => c.reading_dead += 1,
+                    (false, false) => c.writing += 1,
+                    // A dead producer's claim: its put never returned.
+                    (false, true) => {}
+                }
+            } else if s & (self.one_lap - 1) == i as u64 + 1 {
+                c.written += 1;
+            }
+        }
+        c
     }
 
     /// Items in the ring now (a snapshot from the hints, `0..=capacity`);

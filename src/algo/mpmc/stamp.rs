@@ -31,7 +31,7 @@ pub(super) fn owner_bits(me: Owner) -> u64 {
 
 /// The owner a claim names, if it names one.
 #[inline]
-fn claim_owner(word: u64) -> Option<Owner> {
+pub(super) fn claim_owner(word: u64) -> Option<Owner> {
     let tid = ((word >> 32) & CLAIM_TID_MASK) as u32;
     (tid != 0).then_some(Owner {
         tid,

@@ -42,7 +42,7 @@ pub(crate) use slot::{
     MAX_MESSAGE_SIZE, MAX_MESSAGES, MsgMem, Ring, check_capacity, expect, init_stamps, layout,
     one_ring, one_ring_size, place_one_ring,
 };
-pub(crate) use wire::{Wait, decode, recv_with, send, send_bytes};
+pub(crate) use wire::{Wait, decode, recv_taking, recv_with, send, send_bytes};
 
 use crate::error::Result;
 use crate::shm::header::{Expect, ObjectKind};

@@ -146,7 +146,20 @@ pub(crate) fn recv_with<R>(
     wait: Wait,
     decode: impl Fn(&[u8]) -> std::result::Result<R, String>,
 ) -> std::result::Result<R, RecvError> {
+    recv_taking(ring, wait, || {}, decode)
+}
+
+/// [`recv_with`], calling `took` for every message taken (decoded or not),
+/// while the slot is still claimed: before the release that lets anyone
+/// see the message gone from the ring.
+pub(crate) fn recv_taking<R>(
+    ring: &Ring,
+    wait: Wait,
+    took: impl Fn(),
+    decode: impl Fn(&[u8]) -> std::result::Result<R, String>,
+) -> std::result::Result<R, RecvError> {
     let read = |m: &MsgMem, i: usize| {
+        took();
         with_scratch(|buf| match read_slot(m, i, buf) {
             Ok(()) => decode(buf).map_err(|reason| RecvError::Decode {
                 len: buf.len(),
