@@ -9,12 +9,12 @@
 mod loom_model;
 
 use loom::sync::Arc;
-use loom::sync::atomic::{AtomicU32, Ordering};
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom_model::{ModelFutex, check};
-use multiproc::algo::semaphore::RawSemaphore;
+use multiproc::algo::semaphore::{RawSemaphore, held_bit};
 
 struct Shared {
-    count: AtomicU32,
+    word: AtomicU64,
     waiters: AtomicU32,
     futex: ModelFutex,
     /// Threads holding a permit right now.
@@ -23,7 +23,7 @@ struct Shared {
 
 fn shared(permits: u32) -> Arc<Shared> {
     Arc::new(Shared {
-        count: AtomicU32::new(permits),
+        word: AtomicU64::new(u64::from(permits)),
         waiters: AtomicU32::new(0),
         futex: ModelFutex::blocking(),
         inside: AtomicU32::new(0),
@@ -31,11 +31,13 @@ fn shared(permits: u32) -> Arc<Shared> {
 }
 
 fn acquire(s: &Shared) {
-    assert!(RawSemaphore::acquire(&s.count, &s.waiters, &s.futex, None));
+    assert!(RawSemaphore::acquire(
+        &s.word, &s.waiters, &s.futex, None, 0
+    ));
 }
 
 fn release(s: &Shared, n: u32, max: u32) {
-    RawSemaphore::release(&s.count, &s.waiters, &s.futex, n, max).unwrap();
+    RawSemaphore::release(&s.word, &s.waiters, &s.futex, n, max, 0).unwrap();
 }
 
 /// Takes a permit, checks that no more than `permits` threads hold one,
@@ -60,7 +62,7 @@ fn release_wakes_acquirer() {
         };
         release(&s, 1, 1);
         t.join().unwrap();
-        assert_eq!(RawSemaphore::value(&s.count), 0);
+        assert_eq!(RawSemaphore::value(&s.word), 0);
         assert_eq!(s.waiters.load(Ordering::SeqCst), 0);
     });
 }
@@ -80,7 +82,7 @@ fn release_n_wakes_two() {
         for t in ts {
             t.join().unwrap();
         }
-        assert_eq!(RawSemaphore::value(&s.count), 0);
+        assert_eq!(RawSemaphore::value(&s.word), 0);
         assert_eq!(s.waiters.load(Ordering::SeqCst), 0);
     });
 }
@@ -101,7 +103,7 @@ fn one_permit_three_threads() {
         for t in ts {
             t.join().unwrap();
         }
-        assert_eq!(RawSemaphore::value(&s.count), 1);
+        assert_eq!(RawSemaphore::value(&s.word), 1);
     });
 }
 
@@ -121,7 +123,7 @@ fn two_permits_two_threads() {
         hold(&s, 2);
         hold(&s, 2);
         t.join().unwrap();
-        assert_eq!(RawSemaphore::value(&s.count), 2);
+        assert_eq!(RawSemaphore::value(&s.word), 2);
     });
 }
 
@@ -137,26 +139,78 @@ fn bounded_over_release_race() {
             let s = s.clone();
             loom::thread::spawn(move || {
                 // The permit is out only while this thread holds it.
-                assert!(RawSemaphore::try_acquire(&s.count));
-                RawSemaphore::release(&s.count, &s.waiters, &s.futex, 1, 1).is_err()
+                assert!(RawSemaphore::try_acquire(&s.word, 0));
+                RawSemaphore::release(&s.word, &s.waiters, &s.futex, 1, 1, 0).is_err()
             })
         };
-        let mine = RawSemaphore::release(&s.count, &s.waiters, &s.futex, 1, 1).is_err();
+        let mine = RawSemaphore::release(&s.word, &s.waiters, &s.futex, 1, 1, 0).is_err();
         let theirs = t.join().unwrap();
         assert!(mine ^ theirs, "refused: mine {mine}, theirs {theirs}");
-        assert_eq!(RawSemaphore::value(&s.count), 1);
+        assert_eq!(RawSemaphore::value(&s.word), 1);
         let past = std::time::Instant::now();
         assert!(RawSemaphore::acquire(
-            &s.count,
+            &s.word,
             &s.waiters,
             &s.futex,
-            Some(past)
+            Some(past),
+            0
         ));
         assert!(!RawSemaphore::acquire(
-            &s.count,
+            &s.word,
             &s.waiters,
             &s.futex,
-            Some(past)
+            Some(past),
+            0
         ));
+    });
+}
+
+/// A holder marked in slot 0 "dies" holding its permit of a one-permit
+/// bounded semaphore; two survivors race: one sleeps in `acquire` (marked
+/// with slot 1), the other takes the dead permit over (to slot 2) and gives
+/// it back. Exactly one permit exists throughout: the taker-over and the
+/// sleeper never hold at once, the sleeper gets it, the dead bit is gone,
+/// and the bound is never passed (a second take-over of the same bit
+/// fails).
+#[test]
+fn dead_holders_permit_is_taken_over_once() {
+    check(3, || {
+        let s = shared(1);
+        // The holder of slot 0 took the only permit, then died.
+        assert!(RawSemaphore::try_acquire(&s.word, held_bit(0)));
+        let sleeper = {
+            let s = s.clone();
+            loom::thread::spawn(move || {
+                assert!(RawSemaphore::acquire(
+                    &s.word,
+                    &s.waiters,
+                    &s.futex,
+                    None,
+                    held_bit(1)
+                ));
+                let now = s.inside.fetch_add(1, Ordering::SeqCst) + 1;
+                assert_eq!(now, 1, "two holders of one permit");
+                s.inside.fetch_sub(1, Ordering::SeqCst);
+            })
+        };
+        assert!(RawSemaphore::take_over(&s.word, held_bit(0), held_bit(2)));
+        assert!(
+            !RawSemaphore::take_over(&s.word, held_bit(0), 0),
+            "taken over once"
+        );
+        let now = s.inside.fetch_add(1, Ordering::SeqCst) + 1;
+        assert_eq!(now, 1, "two holders of one permit");
+        s.inside.fetch_sub(1, Ordering::SeqCst);
+        RawSemaphore::release(&s.word, &s.waiters, &s.futex, 1, 1, held_bit(2)).unwrap();
+        sleeper.join().unwrap();
+        assert_eq!(RawSemaphore::held(&s.word), 0b10, "the sleeper's bit only");
+        assert_eq!(RawSemaphore::value(&s.word), 0);
+        assert!(
+            RawSemaphore::release(&s.word, &s.waiters, &s.futex, 1, 1, held_bit(2)).is_err(),
+            "not ours any more"
+        );
+        RawSemaphore::release(&s.word, &s.waiters, &s.futex, 1, 1, held_bit(1)).unwrap();
+        assert_eq!(RawSemaphore::value(&s.word), 1);
+        assert_eq!(RawSemaphore::held(&s.word), 0);
     });
 }

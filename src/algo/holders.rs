@@ -197,50 +197,22 @@ impl HolderTable {
         false
     }
 
-    /// Records `bits` (an [`Owner`]'s) in a free slot and returns the
-    /// slot's index, or `None` if every slot is taken. Unlike
-    /// [`add`](Self::add) it never takes a dead holder's slot (whose record
-    /// may stand for something to give back, see
-    /// [`take_over_dead`](Self::take_over_dead)), never marks the table
-    /// overflowed and counts no generation: a table of things held, such as
-    /// a semaphore's permits, rather than of holders.
-    pub fn put_free(&self, bits: u64) -> Option<usize> {
-        self.slots.iter().position(|slot| {
-            // SYNC: Relaxed, as in `put_in`: the record carries nothing but
-            // itself.
-            slot.load(Ordering::Relaxed) == 0
-                && slot
-                    .compare_exchange(0, bits, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-        })
+    /// Slot `index`'s word now (0 for free, or out of range).
+    pub fn slot(&self, index: usize) -> u64 {
+        // SYNC: Acquire pairs with the AcqRel of `replace`.
+        self.slots
+            .get(index)
+            .map_or(0, |s| s.load(Ordering::Acquire))
     }
 
-    /// Takes the record in slot `index` out if it still is `bits`; whether
-    /// it was.
-    pub fn clear(&self, index: usize, bits: u64) -> bool {
-        self.slots.get(index).is_some_and(|slot| {
-            // SYNC: Release pairs with the Acquire of `take_over_dead`: a
-            // holder that gave its record back is never taken over.
-            slot.compare_exchange(bits, 0, Ordering::Release, Ordering::Relaxed)
+    /// Sets slot `index` from `old` to `new` in one CAS; whether it was
+    /// `old`.
+    pub fn replace(&self, index: usize, old: u64, new: u64) -> bool {
+        self.slots.get(index).is_some_and(|s| {
+            // SYNC: AcqRel: a slot's owner is written before the word that
+            // refers to it (a semaphore's held bit) and read after it.
+            s.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
-        })
-    }
-
-    /// Finds a slot whose holder `live` calls dead and puts `bits` in its
-    /// place in one CAS (0 frees the slot), so that each dead holder's
-    /// record is taken over by exactly one caller; the slot's index.
-    pub fn take_over_dead(&self, bits: u64, live: &impl Liveness) -> Option<usize> {
-        self.slots.iter().position(|slot| {
-            let seen = slot.load(Ordering::Relaxed);
-            seen != 0
-                && Owner::of(seen).is_some_and(|o| live.is_dead(o))
-                // SYNC: AcqRel: Acquire pairs with the Release of `clear`
-                // (and orders what the dead holder wrote before recording
-                // before what we do with its place); Release publishes our
-                // record as `put_free` would.
-                && slot
-                    .compare_exchange(seen, bits, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
         })
     }
 
@@ -314,36 +286,16 @@ mod tests {
     }
 
     #[test]
-    fn put_free_clear_and_take_over_dead() {
+    fn slot_and_replace() {
         let t = HolderTable::new();
-        let dead = Dead(RefCell::new(vec![]));
         let (a, b) = (who(10).bits(), who(11).bits());
-        let ia = t.put_free(a).unwrap();
-        let ib = t.put_free(b).unwrap();
-        assert_ne!(ia, ib);
-        assert_eq!(t.take_over_dead(0, &dead), None, "nobody dead");
-        dead.0.borrow_mut().push(11);
-        let c = who(12).bits();
-        assert_eq!(
-            t.take_over_dead(c, &dead),
-            Some(ib),
-            "the dead holder's place"
-        );
-        assert!(!t.clear(ib, b), "taken over: no longer b's");
-        assert!(t.clear(ib, c));
-        assert!(t.clear(ia, a));
-        assert!(!t.clear(ia, a), "once");
-        assert!(!t.clear(SLOTS, a), "out of range");
-        for _ in 0..SLOTS {
-            assert!(t.put_free(a).is_some());
-        }
-        assert_eq!(t.put_free(a), None, "full");
-        assert!(!t.gone(&Dead(RefCell::new(vec![]))));
-        assert_eq!(
-            t.overflow.load(Ordering::Relaxed),
-            0,
-            "full is not overflow"
-        );
+        assert_eq!(t.slot(3), 0);
+        assert!(t.replace(3, 0, a));
+        assert!(!t.replace(3, 0, b), "taken");
+        assert_eq!(t.slot(3), a);
+        assert!(t.replace(3, a, 0));
+        assert!(!t.replace(SLOTS, 0, a), "out of range");
+        assert_eq!(t.slot(SLOTS), 0);
     }
 
     #[test]

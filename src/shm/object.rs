@@ -486,6 +486,15 @@ impl Placed {
         unsafe { AtomicU64::from_ptr(self.header_ptr().add(HEADER_SIZE).cast::<u64>()) }
     }
 
+    /// The `i`-th 64-bit word of the payload (state of a sync object).
+    #[inline]
+    pub(crate) fn state_u64(&self, i: usize) -> &AtomicU64 {
+        assert!((i + 1) * 8 <= self.layout.total_size - self.layout.data_offset);
+        // SAFETY: in bounds of the payload (asserted), 8-aligned (the payload
+        // is 64-aligned); the mapping outlives `&self`.
+        unsafe { AtomicU64::from_ptr(self.data().cast::<u64>().add(i)) }
+    }
+
     /// The `i`-th 32-bit word of the payload (state of a sync object).
     #[inline]
     pub(crate) fn state_u32(&self, i: usize) -> &AtomicU32 {

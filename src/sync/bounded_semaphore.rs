@@ -20,12 +20,12 @@ use crate::sync::semaphore::{HOLDERS_AT, MAX, Semaphore};
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct BoundedSemState {
-    count: u32,
+    word: u64,
     waiters: u32,
-    /// The initial value, which `count` may never exceed.
+    /// The initial value, which the count may never exceed.
     max: u32,
     recovered: u32,
-    _pad: [u32; 12],
+    _pad: [u32; 11],
     holders: [[u64; 8]; HOLDER_TABLE_BYTES / 64],
 }
 const _: () = assert!(std::mem::offset_of!(BoundedSemState, holders) == HOLDERS_AT);
@@ -130,7 +130,7 @@ impl BoundedSemaphore {
         let layout = ObjectLayout::new::<BoundedSemState>(ObjectKind::Semaphore, 1)?;
         let obj = place.make(layout, |p| {
             let state = BoundedSemState {
-                count: value,
+                word: u64::from(value),
                 max: value,
                 ..Zeroable::zeroed()
             };
