@@ -19,7 +19,8 @@
 //!
 //! * `lock_uncontended`: lock and unlock with no contention, one thread.
 //!   Contestants: [`Mutex<u64>`] (`*m.lock().unwrap() += 1`), [`Lock`]
-//!   (lock, drop the guard) and [`RLock`] (the same). Peers:
+//!   (lock, drop the guard) and [`RLock`] (the same; its peer is
+//!   parking_lot's `ReentrantMutex`). Peers:
 //!   `parking_lot::Mutex<u64>`, `std::sync::Mutex<u64>`, and a pthread mutex
 //!   made `PTHREAD_PROCESS_SHARED` in a `MAP_SHARED` page (all `+= 1`), and a
 //!   process-shared POSIX `sem_t` used as a lock (`sem_wait` + `sem_post`:
@@ -383,6 +384,16 @@ fn lock_uncontended(c: &mut Criterion) {
     assert_eq!(r.count(), 0);
     g.bench_function("RLock lock+unlock", |b| {
         b.iter(|| drop(black_box(&r).lock().unwrap()));
+    });
+
+    let prm = parking_lot::ReentrantMutex::new(0u64);
+    {
+        let outer = prm.lock();
+        let inner = prm.lock();
+        assert_eq!((*outer, *inner), (0, 0));
+    }
+    g.bench_function("parking_lot ReentrantMutex lock+unlock", |b| {
+        b.iter(|| drop(black_box(&prm).lock()));
     });
 
     let pl = parking_lot::Mutex::new(0u64);

@@ -126,6 +126,25 @@ impl RobustLock {
         Self::try_claim_free(word, me, 0)
     }
 
+    /// Claims the word if it is 0 (free, no marks): the uncontended path
+    /// alone, one CAS; `false` in every other case (held, marked, or
+    /// contended), which [`try_lock`](Self::try_lock) or
+    /// [`lock`](Self::lock) then handle.
+    #[inline]
+    pub fn try_lock_free(word: &AtomicU64, me: Owner) -> bool {
+        Self::fast(word, me)
+    }
+
+    /// Releases the word if it is exactly `me` with no marks (one CAS);
+    /// `false` in every other case ([`unlock`](Self::unlock) handles marks).
+    #[inline]
+    pub fn try_unlock_clean(word: &AtomicU64, me: Owner) -> bool {
+        // SYNC: Release pairs with the Acquire CAS in `fast` /
+        // `try_claim_free`, as in `unlock`.
+        word.compare_exchange(me.bits(), 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// The uncontended path: the word is 0 (free, no marks) and we claim it.
     #[inline]
     fn fast(word: &AtomicU64, me: Owner) -> bool {

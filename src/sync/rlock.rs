@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Result;
-use crate::loom::atomic::{AtomicU32, Ordering};
+use crate::loom::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::shm::header::{Expect, ObjectKind, ObjectLayout};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Object, Placed, Token};
@@ -19,7 +19,10 @@ use crate::sync::poison::{
     TryLockResult, keep_held,
 };
 use crate::sys::thread as owner;
-use crate::algo::robust::{Locked, RobustLock};
+use crate::algo::robust::{Locked, Owner, RobustLock};
+use crate::algo::wait::deadline;
+use crate::sys::futex::Futex;
+use crate::sys::thread::ProcLiveness;
 
 /// The shared state: the robust lock word, then the recursion count (only
 /// ever touched by the owner).
@@ -60,12 +63,31 @@ pub(crate) struct RLockState {
 /// ```
 pub struct RLock {
     obj: Placed,
+    /// The lock word and, right after it, the recursion count: computed
+    /// once (the hot paths then do not walk from the handle to the
+    /// segment's mapping on every access).
+    state: *const RLockWords,
 }
+
+/// The two words every operation touches, as atomics.
+#[repr(C)]
+struct RLockWords {
+    word: AtomicU64,
+    count: AtomicU32,
+}
+
+// SAFETY: `state` is a cached pointer into the mapping that `obj` keeps
+// alive wherever the handle goes (Placed is Send and Sync); the words are
+// only accessed atomically.
+unsafe impl Send for RLock {}
+// SAFETY: as for Send.
+unsafe impl Sync for RLock {}
 
 impl Clone for RLock {
     fn clone(&self) -> Self {
         RLock {
             obj: self.obj.clone(),
+            state: self.state,
         }
     }
 }
@@ -104,32 +126,64 @@ impl RLock {
     }
 
     fn over(obj: Placed) -> Self {
-        RLock { obj }
+        let word: *const AtomicU64 = obj.lock_word();
+        RLock {
+            state: word.cast::<RLockWords>(),
+            obj,
+        }
     }
 
+    #[inline]
+    fn words(&self) -> &RLockWords {
+        // SAFETY: the lock word (8 bytes at the data offset, 64-aligned)
+        // and the count right after it (RLockState's first two fields) lie
+        // in the mapping `self.obj` keeps alive; both are atomics, valid
+        // for any bytes.
+        unsafe { &*self.state }
+    }
+
+    #[inline]
+    fn lock_word(&self) -> &AtomicU64 {
+        &self.words().word
+    }
+
+    #[inline]
     fn count_word(&self) -> &AtomicU32 {
-        // Word 2 of the state (bytes 8..12): the recursion count.
-        self.obj.state_u32(2)
+        // Bytes 8..12 of the state: the recursion count.
+        &self.words().count
     }
 
     fn held_by_me(&self) -> bool {
-        RobustLock::owner(self.obj.lock_word()) == Some(owner::current())
+        self.held_by(owner::current())
     }
 
-    /// Records the first level for the new owner (this thread), just after
-    /// acquiring the word, and makes a guard.
-    fn enter(&self, how: Locked) -> LockResult<RLockGuard<'_>> {
+    #[inline]
+    fn held_by(&self, me: Owner) -> bool {
+        RobustLock::owner(self.lock_word()) == Some(me)
+    }
+
+    /// Records the first level for the new owner `me` (this thread), just
+    /// after acquiring the word, and makes a guard.
+    #[inline]
+    fn enter(&self, how: Locked, me: Owner) -> LockResult<RLockGuard<'_>> {
         // This thread held no level: the count is 1 now, whatever was left
         // in it (0 after a clean unlock; a dead owner's levels, or a peer's
         // garbage, otherwise). Only the owner writes the count; Relaxed
         // suffices (the lock word's Acquire/Release order it between owners).
         self.count_word().store(1, Ordering::Relaxed);
-        lock_word::result(how, self.guard())
+        lock_word::result(how, self.guard(me))
     }
 
-    /// The re-entry fast path: this thread already holds the lock.
-    fn reenter(&self) -> Option<RLockGuard<'_>> {
-        if !self.held_by_me() {
+    /// The fast paths: the word is free and we take it (one CAS, as a
+    /// `Lock`), or this thread already holds it (one more level). `None`:
+    /// another thread holds it (or it carries marks): the slow path.
+    #[inline]
+    fn enter_fast(&self, me: Owner) -> Option<LockResult<RLockGuard<'_>>> {
+        let word = self.lock_word();
+        if RobustLock::try_lock_free(word, me) {
+            return Some(self.enter(Locked::Clean, me));
+        }
+        if !self.held_by(me) {
             return None;
         }
         let count = self.count_word();
@@ -137,7 +191,7 @@ impl RLock {
             count.load(Ordering::Relaxed).saturating_add(1),
             Ordering::Relaxed,
         );
-        Some(self.guard())
+        Some(Ok(self.guard(me)))
     }
 
     /// Takes the lock (again, if this thread holds it), sleeping while
@@ -146,13 +200,16 @@ impl RLock {
     /// # Errors
     ///
     /// [`OwnerDied`], holding the guard, if a holder died holding it.
+    #[inline]
     pub fn lock(&self) -> LockResult<RLockGuard<'_>> {
-        if let Some(g) = self.reenter() {
-            return Ok(g);
+        let me = owner::current();
+        if let Some(r) = self.enter_fast(me) {
+            return r;
         }
         // No deadline: only returns once the lock is held.
-        let how = lock_word::lock(self.obj.lock_word(), None).unwrap_or(Locked::Clean);
-        self.enter(how)
+        let how = RobustLock::lock(self.lock_word(), me, &Futex, &ProcLiveness, None)
+            .unwrap_or(Locked::Clean);
+        self.enter(how, me)
     }
 
     /// Takes the lock if this thread holds it or it is free; never blocks.
@@ -162,12 +219,13 @@ impl RLock {
     /// [`TryLockError::WouldBlock`] if another thread holds it,
     /// [`TryLockError::OwnerDied`] as for `lock`.
     pub fn try_lock(&self) -> TryLockResult<RLockGuard<'_>> {
-        if let Some(g) = self.reenter() {
-            return Ok(g);
+        let me = owner::current();
+        if let Some(r) = self.enter_fast(me) {
+            return r.map_err(TryLockError::OwnerDied);
         }
-        match lock_word::try_lock(self.obj.lock_word()) {
+        match RobustLock::try_lock(self.lock_word(), me) {
             None => Err(TryLockError::WouldBlock),
-            Some(how) => self.enter(how).map_err(TryLockError::OwnerDied),
+            Some(how) => self.enter(how, me).map_err(TryLockError::OwnerDied),
         }
     }
 
@@ -180,12 +238,14 @@ impl RLock {
     /// [`LockTimeoutError::OwnerDied`](crate::LockTimeoutError::OwnerDied)
     /// as for `lock`.
     pub fn lock_timeout(&self, timeout: Duration) -> LockTimeoutResult<RLockGuard<'_>> {
-        if let Some(g) = self.reenter() {
-            return Ok(g);
+        let me = owner::current();
+        if let Some(r) = self.enter_fast(me) {
+            return r.map_err(LockTimeoutError::OwnerDied);
         }
-        match lock_word::lock_timeout(self.obj.lock_word(), timeout) {
-            None => Err(LockTimeoutError::Timeout),
-            Some(how) => self.enter(how).map_err(LockTimeoutError::OwnerDied),
+        let word = self.lock_word();
+        match RobustLock::lock(word, me, &Futex, &ProcLiveness, deadline(timeout)) {
+            Err(_) => Err(LockTimeoutError::Timeout),
+            Ok(how) => self.enter(how, me).map_err(LockTimeoutError::OwnerDied),
         }
     }
 
@@ -206,18 +266,21 @@ impl RLock {
     ///
     /// [`NotOwner`] if this thread does not hold the lock.
     pub fn release(&self) -> std::result::Result<(), NotOwner> {
-        if !self.held_by_me() {
+        let me = owner::current();
+        if !self.held_by(me) {
             return Err(NotOwner);
         }
-        self.leave();
+        self.leave(me);
         Ok(())
     }
 
-    /// Undoes one level; unlocks at zero. Does nothing unless this thread
-    /// holds the lock with a level to undo (a guard that outlived an explicit
-    /// `release` of its level must not release someone else's lock).
-    fn leave(&self) {
-        if !self.held_by_me() {
+    /// Undoes one level of `me` (this thread); unlocks at zero. Does
+    /// nothing unless `me` holds the lock with a level to undo (a guard that
+    /// outlived an explicit `release` of its level must not release someone
+    /// else's lock).
+    #[inline]
+    fn leave(&self, me: Owner) {
+        if !self.held_by(me) {
             return;
         }
         let count = self.count_word();
@@ -226,16 +289,17 @@ impl RLock {
             None => return,
         };
         count.store(left, Ordering::Relaxed);
-        if left == 0 {
-            // SAFETY: this thread holds the lock (checked above).
-            unsafe { lock_word::unlock(self.obj.lock_word()) }
+        if left == 0 && !RobustLock::try_unlock_clean(self.lock_word(), me) {
+            // Marks on the word (sleepers, a past death): the full unlock.
+            // SAFETY: this thread (`me`) holds the lock (checked above).
+            unsafe { RobustLock::unlock(self.lock_word(), me, &Futex) }
         }
     }
 
     /// How many times the holder has locked it (0 when free); a snapshot,
     /// exact when called by the holder.
     pub fn count(&self) -> u32 {
-        if RobustLock::owner(self.obj.lock_word()).is_some() {
+        if RobustLock::owner(self.lock_word()).is_some() {
             self.count_word().load(Ordering::Relaxed)
         } else {
             0
@@ -247,9 +311,11 @@ impl RLock {
         self.held_by_me()
     }
 
-    fn guard(&self) -> RLockGuard<'_> {
+    #[inline]
+    fn guard(&self, me: Owner) -> RLockGuard<'_> {
         RLockGuard {
             lock: self,
+            me,
             _not_send: PhantomData,
         }
     }
@@ -259,6 +325,8 @@ impl RLock {
 #[must_use = "the level is released as soon as the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
+    /// The thread that took this level (a guard is not `Send`).
+    me: Owner,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -271,8 +339,9 @@ impl RLockGuard<'_> {
 }
 
 impl Drop for RLockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
-        self.lock.leave();
+        self.lock.leave(self.me);
     }
 }
 
