@@ -237,6 +237,34 @@ fn joinable_producer_killed_blocked_in_put_is_not_counted() {
     assert!(q.is_empty());
 }
 
+/// A task got by one process and marked done by another after the getter
+/// exited (Python lets any process call `task_done`): it is done, not
+/// lost, and `clear_lost` has nothing to forget (it would otherwise take
+/// the task off the count a second time, and `join` would return while
+/// another task waits).
+#[test]
+fn joinable_task_done_for_a_getter_that_exited() {
+    let q = JoinableQueue::<u32>::new(4, 16).unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let getter = {
+        let q = q.clone();
+        fork(move || i32::from(q.get_timeout(DEADLINE) != Ok(1)))
+    };
+    assert_eq!(getter.join(), 0);
+    q.task_done().unwrap(); // for task 1, on the exited getter's behalf
+    assert_eq!(q.lost_tasks(), 0);
+    assert_eq!(q.clear_lost(), 0);
+    assert_eq!(q.unfinished_tasks(), 1, "task 2 still waits");
+    assert_eq!(
+        q.join_timeout(Duration::from_millis(50)),
+        Err(multiproc::JoinTimeoutError::Timeout)
+    );
+    assert_eq!(q.get_timeout(DEADLINE), Ok(2));
+    q.task_done().unwrap();
+    assert_eq!(q.join(), Ok(()));
+}
+
 /// An SPSC producer killed mid-stream: the consumer gets every item it
 /// published, in order, and after that nothing (no half-written item shows
 /// up), so the survivor can tell exactly what arrived.

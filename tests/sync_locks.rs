@@ -259,6 +259,26 @@ fn rlock_reentry_and_ownership() {
     assert_eq!(r.release(), Err(NotOwner));
 }
 
+/// A forked child dropping its copy of the parent's `RLock` guard leaves
+/// the parent's level alone: the parent still holds the lock, once.
+#[test]
+fn rlock_forked_guard_copy_leaves_the_parents_level() {
+    let r = RLock::new().unwrap();
+    let guard = r.lock().unwrap();
+    let kid = fork(|| {
+        // SAFETY: the child's address space holds its own copy of `guard`;
+        // moving it out there and dropping it is what a forked child that
+        // owned an inherited guard does. The parent's copy is untouched.
+        drop(unsafe { std::ptr::read(&guard) });
+        i32::from(r.try_lock().is_ok())
+    });
+    assert_eq!(kid.join(), 0, "the child could not take the parent's lock");
+    assert!(r.is_owned());
+    assert_eq!(r.count(), 1);
+    drop(guard);
+    assert_eq!(r.count(), 0);
+}
+
 /// Two processes take turns on an `RLock`, each re-entering.
 #[test]
 fn rlock_excludes_across_processes() {

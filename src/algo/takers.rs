@@ -25,9 +25,10 @@ pub const ENTRIES: usize = if cfg!(loom) { 2 } else { 63 };
 /// Bytes of a [`Takers`] table in shared memory (17 lines).
 pub const TAKERS_BYTES: usize = 17 * 64;
 
-/// The owner word of an entry being cleared (no process has these bits:
-/// a TID above the kernel's limit).
-const CLEARING: u64 = u64::MAX;
+/// The flag an entry's owner word carries while a clearer takes its count:
+/// the word is then the clearer's identity with this bit (outside the TID
+/// bits), so a later clearer can finish for a clearer that died.
+const CLEARING: u64 = crate::algo::robust::DIED;
 
 /// One process's entry.
 #[repr(C)]
@@ -121,18 +122,21 @@ impl Takers {
         })
     }
 
-    /// Takes one off `me`'s count (`hint`: where `me`'s entry was last
-    /// found, as in [`took`](Self::took)), or, if it has none, off another
-    /// live process's (whose task `me` marks done); `false` if no live
-    /// entry has any.
-    pub fn done(&self, me: Owner, hint: usize, live: &impl Liveness) -> bool {
+    /// Takes one off a count for a task `me` marks done, and returns the
+    /// entry's index (for [`undo`](Self::undo)): off `me`'s own entry
+    /// (`hint`: where it was last found; a process may own two entries if
+    /// two of its threads took one at once), else off another live
+    /// process's (Python lets any process mark a task done), else off a
+    /// dead one's (a task handed over by a process that then died). `None`
+    /// if no entry has any.
+    pub fn done(&self, me: Owner, hint: usize, live: &impl Liveness) -> Option<usize> {
         let mine = me.bits();
         let take_one = |e: &Entry| {
             let mut n = e.count.load(Ordering::Relaxed);
             while n > 0 {
                 // SYNC: SeqCst, with the census's SeqCst loads of the
                 // counts: a joiner that sees the unfinished count at 0
-                // sees this too (it comes first in the caller).
+                // sees this too.
                 match e
                     .count
                     .compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::Relaxed)
@@ -143,24 +147,38 @@ impl Takers {
             }
             false
         };
-        let mine_at = match self.entries.get(hint) {
-            Some(e) if e.owner.load(Ordering::Relaxed) == mine => Some(e),
-            _ => self
-                .entries
-                .iter()
-                .find(|e| e.owner.load(Ordering::Relaxed) == mine),
-        };
-        if mine_at.is_some_and(take_one) {
-            return true;
+        let owner_of = |e: &Entry| e.owner.load(Ordering::Relaxed);
+        if self
+            .entries
+            .get(hint)
+            .is_some_and(|e| owner_of(e) == mine && take_one(e))
+        {
+            return Some(hint);
         }
-        self.entries.iter().any(|e| {
-            let o = e.owner.load(Ordering::Relaxed);
-            o != 0
-                && o != mine
-                && o != CLEARING
-                && Owner::of(o).is_some_and(|o| !live.is_dead(o))
-                && take_one(e)
-        })
+        let pick = |want: &dyn Fn(u64) -> bool| {
+            self.entries
+                .iter()
+                .position(|e| want(owner_of(e)) && take_one(e))
+        };
+        pick(&|o| o == mine)
+            .or_else(|| {
+                pick(&|o| {
+                    o != 0 && o & CLEARING == 0 && Owner::of(o).is_some_and(|o| !live.is_dead(o))
+                })
+            })
+            .or_else(|| {
+                pick(&|o| {
+                    o != 0 && o & CLEARING == 0 && Owner::of(o).is_some_and(|o| live.is_dead(o))
+                })
+            })
+    }
+
+    /// Gives back the one [`done`](Self::done) took off entry `index` (its
+    /// task was not marked done after all).
+    pub fn undo(&self, index: usize) {
+        if let Some(e) = self.entries.get(index) {
+            e.count.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The counts of live and dead processes, or `None` if the table
@@ -175,7 +193,7 @@ impl Takers {
             // SYNC: SeqCst: see `done`.
             let n = e.count.load(Ordering::SeqCst);
             match Owner::of(o) {
-                Some(_) if o == CLEARING => h.dead += n,
+                Some(_) if o & CLEARING != 0 => h.dead += n,
                 Some(owner) if live.is_dead(owner) => h.dead += n,
                 Some(_) => h.live += n,
                 None => {}
@@ -185,17 +203,22 @@ impl Takers {
     }
 
     /// Frees the entries of dead processes; returns the tasks they held.
-    pub fn clear_dead(&self, live: &impl Liveness) -> u64 {
+    /// `me` is the caller (who marks an entry it clears with its identity,
+    /// so that if it dies mid-clear a later clearer finishes).
+    pub fn clear_dead(&self, me: Owner, live: &impl Liveness) -> u64 {
+        let mine = me.bits() | CLEARING;
         let mut cleared = 0;
         for e in &self.entries {
             let o = e.owner.load(Ordering::Relaxed);
-            // The dead write nothing more. One clearer wins the entry (the
-            // CAS to CLEARING, which no process takes), takes the count,
-            // then frees the entry: a new owner starts at 0.
-            if o != CLEARING
+            // The dead write nothing more. A dead owner's entry, or one a
+            // dead clearer was clearing: one clearer wins it (the CAS to
+            // its own CLEARING word, which no taker takes), takes the
+            // count, then frees the entry, so a new owner starts at 0.
+            if o != 0
+                && o != mine
                 && Owner::of(o).is_some_and(|owner| live.is_dead(owner))
                 && e.owner
-                    .compare_exchange(o, CLEARING, Ordering::Relaxed, Ordering::Relaxed)
+                    .compare_exchange(o, mine, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
             {
                 cleared += e.count.swap(0, Ordering::Relaxed);

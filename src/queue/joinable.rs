@@ -503,14 +503,20 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// # }
     /// ```
     pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
-        self.finish_one()?;
-        // After the count: a joiner that saw it reach zero is done anyway,
-        // and one counting the truth meanwhile over-counts a moment.
+        // The taker's count first, then the live count: a death between the
+        // two leaves the live count too high (never below the truth, which
+        // the join counts anyway), and `clear_lost` may subtract a dead
+        // taker's counts from it, every one of which it still holds.
         // SYNC: Relaxed: a cache of this handle's entry index.
         let hint = self.taker.load(Ordering::Relaxed) as usize;
-        self.takers()
+        let took_off = self
+            .takers()
             .done(thread::process(), hint, &ProcLiveness);
-        Ok(())
+        self.finish_one().inspect_err(|_| {
+            if let Some(i) = took_off {
+                self.takers().undo(i);
+            }
+        })
     }
 
     /// Sleeps until every message put so far was marked done (returns at
@@ -608,7 +614,9 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// `mark_consistent`: call it once whatever those tasks stood for was
     /// dealt with.
     pub fn clear_lost(&self) -> u64 {
-        let n = self.takers().clear_dead(&ProcLiveness);
+        let n = self
+            .takers()
+            .clear_dead(thread::process_prepared(), &ProcLiveness);
         for _ in 0..n {
             if self.finish_one().is_err() {
                 break;

@@ -341,7 +341,12 @@ impl RLockGuard<'_> {
 impl Drop for RLockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.leave(self.me);
+        // A forked child's copy of its parent's guard names the parent's
+        // thread: it must leave the parent's levels alone (`current` is
+        // this thread's identity, reset by `fork`).
+        if self.me == owner::current() {
+            self.lock.leave(self.me);
+        }
     }
 }
 

@@ -371,21 +371,37 @@ impl Semaphore {
 
     /// Takes over one permit whose holder (per its slot) is dead, moving
     /// its held bit to `mark`, and frees the dead holder's slot; whether
-    /// there was one. `me` is never taken for dead.
+    /// there was one. `me` (the caller's record, 0 for none) is never taken
+    /// for dead.
+    ///
+    /// The slot is claimed first (its dead owner replaced by the caller's
+    /// identity, in one CAS), then the bit taken: while the slot names a
+    /// live process nobody else can reuse it, so its bit, if set, is still
+    /// the dead holder's permit. Taking the bit on the strength of an
+    /// earlier look at the slot could take a live holder's permit: another
+    /// survivor may have recovered it, freed the slot, and a new holder
+    /// reserved the slot and set the bit again, meanwhile. A caller killed
+    /// between the claim and the take leaves a dead-named slot with the bit
+    /// set, which the next survivor recovers.
     fn take_dead(&self, mark: u64, me: u64) -> bool {
         let word = self.sem_word();
         let held = RawSemaphore::held(word);
         let table = self.holders();
+        let claimer = thread::process_prepared().bits();
         (0..HELD_SLOTS).filter(|i| held & (1 << i) != 0).any(|i| {
             let v = table.slot(i);
-            v != me
-                && Owner::of(v).is_some_and(|o| ProcLiveness.is_dead(o))
-                && RawSemaphore::take_over(word, held_bit(i), mark)
-                && {
-                    // Ours now: free the dead holder's slot.
-                    table.replace(i, v, 0);
-                    true
-                }
+            if v == me
+                || v == claimer
+                || !Owner::of(v).is_some_and(|o| ProcLiveness.is_dead(o))
+                || !table.replace(i, v, claimer)
+            {
+                return false;
+            }
+            let taken = RawSemaphore::take_over(word, held_bit(i), mark);
+            // Ours either way now: free it (the permit, if taken, is
+            // marked with `mark`'s slot, or nobody's for a bare acquire).
+            table.replace(i, claimer, 0);
+            taken
         })
     }
 
