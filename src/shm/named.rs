@@ -224,6 +224,7 @@ impl SharedMemory {
             op: "read_dir /dev/shm",
             source: e,
         })?;
+        owned::prune_unlinked();
         let mut removed = 0;
         for entry in dir.flatten() {
             let Some(bare) = entry.file_name().to_str().map(str::to_owned) else {

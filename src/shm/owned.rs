@@ -45,12 +45,27 @@ static HELD: ForkLock<Vec<(String, OwnedFd)>> = ForkLock::new(Vec::new());
 /// then mode [`OWNED_MODE`].
 pub(crate) fn mark_owned(fd: &OwnedFd, bare: &str) -> Result<()> {
     let lock = rustix::io::fcntl_dupfd_cloexec(fd, 0).map_err(|e| Error::io("fcntl(F_DUPFD)", e))?;
-    // A fresh description (the dup shares `fd`'s): the lock belongs to it,
-    // and so to every descriptor of it here and in forked children.
+    // The dup shares `fd`'s open file description, which the lock belongs
+    // to: every descriptor of it, here and in forked children, holds it.
     fs::flock(&lock, FlockOperation::NonBlockingLockShared).map_err(|e| Error::io("flock", e))?;
     fs::fchmod(fd, Mode::from_raw_mode(OWNED_MODE)).map_err(|e| Error::io("fchmod", e))?;
-    HELD.with(|held| held.push((bare.to_owned(), lock)));
+    HELD.with(|held| {
+        prune(held);
+        held.push((bare.to_owned(), lock));
+    });
     Ok(())
+}
+
+/// Drops the locks of owned segments whose name another process unlinked
+/// (the file has no link left): nothing to own, and the descriptor would
+/// pin the segment's memory for as long as this process lives.
+fn prune(held: &mut Vec<(String, OwnedFd)>) {
+    held.retain(|(_, fd)| fs::fstat(fd).is_ok_and(|st| st.st_nlink > 0));
+}
+
+/// [`prune`]s this process's locks (called by `remove_stale`).
+pub(crate) fn prune_unlinked() {
+    HELD.with(prune);
 }
 
 /// Drops this process's lock on the owned segment `bare`, if it holds one

@@ -179,8 +179,11 @@ impl BarrierWaitResult {
 ///   barrier keeps a table of the threads inside `wait` (63 slots, each a
 ///   thread id and start time, next to the barrier word), and once a reset
 ///   is draining a round in which no live thread is left, the round is
-///   dropped: by [`reset`](Self::reset) itself, by the last live waiter as it
-///   leaves, or by an arrival waiting for the drain (it looks every 10 ms).
+///   dropped: by [`reset`](Self::reset) itself, by the last live waiter of
+///   that round as it leaves, or by an arrival waiting for the drain (it
+///   looks every 10 ms; until one comes, [`is_broken`](Self::is_broken) may
+///   stay `true` if the last live thread to leave was one released from an
+///   earlier round).
 ///   After more than 63 threads were inside `wait` at once the table
 ///   overflows for good and such a round stays broken: make a new barrier.
 ///

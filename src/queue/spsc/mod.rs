@@ -59,6 +59,11 @@
 //! entered is not taken for gone. Measured here
 //! (`cargo test --test spsc_eof -- --nocapture`): about 140 ms after the
 //! death for a blocked call, about 60 ms for a loop of non-blocking ones.
+//! A handle in transit (encoded in a message, not yet decoded) holds
+//! nothing: keep the handle that sends it until the receiver has it, or
+//! the other end may see the end gone. A child made by `fork` and then
+//! `exec` (such as `std::process::Command` may make) stays recorded as a
+//! holder of every end its parent held at the fork, for its whole life.
 //! As with Python's pipes, a process that keeps a copy of the other end
 //! (a parent that forked the child it handed the end to, and kept its own
 //! handle) keeps that end alive: drop the end a process does not use. A
