@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, fork};
+use common::{DEADLINE, fork, redteam_runs};
 use multiproc::{AtomicValue, JoinableQueue, MessageQueue, Pipe, Queue, RawArray};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -36,14 +36,6 @@ const CAP: usize = 8;
 const BATCH: u64 = 16;
 /// Longest wait for one item in the drain.
 const DRAIN_WAIT: Duration = Duration::from_millis(200);
-
-/// Runs per kind: `MULTIPROC_REDTEAM` if set, else `default`.
-fn runs(default: u32) -> u32 {
-    std::env::var("MULTIPROC_REDTEAM")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A small xorshift, seeded from the clock and the kind.
 struct Rng(u64);
@@ -238,7 +230,7 @@ fn queue_consumers_killed_at_random() {
         },
         lost: |q| q.lost(),
     };
-    check(kind.name, &consumer_kills(&kind, runs(20)));
+    check(kind.name, &consumer_kills(&kind, redteam_runs(20)));
 }
 
 /// `put_slice` and `get_into`, up to [`BATCH`] items a call (one blocking
@@ -282,7 +274,7 @@ fn queue_batch_consumers_killed_at_random() {
         },
         lost: |q| q.lost(),
     };
-    check(kind.name, &consumer_kills(&kind, runs(20)));
+    check(kind.name, &consumer_kills(&kind, redteam_runs(20)));
 }
 
 #[test]
@@ -302,7 +294,7 @@ fn message_queue_consumers_killed_at_random() {
         },
         lost: |q| q.lost(),
     };
-    check(kind.name, &consumer_kills(&kind, runs(20)));
+    check(kind.name, &consumer_kills(&kind, redteam_runs(20)));
 }
 
 #[test]
@@ -322,7 +314,7 @@ fn joinable_queue_consumers_killed_at_random() {
         },
         lost: |q| q.lost(),
     };
-    check(kind.name, &consumer_kills(&kind, runs(20)));
+    check(kind.name, &consumer_kills(&kind, redteam_runs(20)));
 }
 
 #[test]
@@ -348,7 +340,7 @@ fn pipe_receivers_killed_at_random() {
         },
         lost: |(_, b)| b.lost(),
     };
-    check(kind.name, &consumer_kills(&kind, runs(20)));
+    check(kind.name, &consumer_kills(&kind, redteam_runs(20)));
 }
 
 /// A message of about 200 KB whose first 8 bytes are its item number.
@@ -375,7 +367,7 @@ fn big_message_consumers_killed_at_random() {
         },
         lost: |q| q.lost(),
     };
-    check(kind.name, &consumer_kills(&kind, runs(5)));
+    check(kind.name, &consumer_kills(&kind, redteam_runs(5)));
 }
 
 /// Shared flag a [`Slow`] sets when its `Deserialize` starts.

@@ -13,17 +13,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, fork};
+use common::{DEADLINE, fork, redteam_runs};
 use multiproc::spsc::{self, GetTimeoutError};
 use multiproc::{Barrier, Event, Semaphore};
-
-/// Runs: `MULTIPROC_REDTEAM` if set, else `default`.
-fn runs(default: u32) -> u32 {
-    std::env::var("MULTIPROC_REDTEAM")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A random delay below `max_us` microseconds (xorshift on the clock).
 fn jitter(max_us: u64) -> Duration {
@@ -44,7 +36,7 @@ fn jitter(max_us: u64) -> Duration {
 /// back the count is whole again.
 #[test]
 fn semaphore_guard_holders_killed_at_random() {
-    let runs = runs(3);
+    let runs = redteam_runs(3);
     let (mut taken_over, t0) = (0, Instant::now());
     for run in 0..runs {
         let sem = Semaphore::new(1).unwrap();
@@ -81,7 +73,7 @@ fn semaphore_guard_holders_killed_at_random() {
 /// round of three (with a fresh child) passes.
 #[test]
 fn barrier_parties_killed_at_random() {
-    let runs = runs(3);
+    let runs = redteam_runs(3);
     let t0 = Instant::now();
     for run in 0..runs {
         let b = Barrier::new(3).unwrap();
@@ -131,7 +123,7 @@ fn barrier_parties_killed_at_random() {
 /// gets an unbroken prefix of its items, then `Closed`.
 #[test]
 fn spsc_producers_killed_at_random() {
-    let runs = runs(3);
+    let runs = redteam_runs(3);
     let t0 = Instant::now();
     for run in 0..runs {
         let (tx, mut rx) = spsc::channel::<u64>(16).unwrap();

@@ -13,23 +13,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, fork};
+use common::{DEADLINE, fork, redteam_runs};
 use multiproc::{JoinableQueue, RecvError};
-
-/// Runs: `MULTIPROC_REDTEAM` if set, else `default`.
-fn runs(default: u32) -> u32 {
-    std::env::var("MULTIPROC_REDTEAM")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Items each producer puts.
 const ITEMS: u64 = 2_000;
 
 #[test]
 fn joinable_producers_killed_at_random() {
-    let runs = runs(3);
+    let runs = redteam_runs(3);
     let mut seed = Instant::now().elapsed().as_nanos() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -20,6 +20,15 @@ use std::time::{Duration, Instant};
 /// How long any child may run before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Runs of a red-team test: `MULTIPROC_REDTEAM` if set (the counts,
+/// e.g. 300), else `default` (a smoke run in `cargo test`).
+pub fn redteam_runs(default: u32) -> u32 {
+    std::env::var("MULTIPROC_REDTEAM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A forked child process.
 pub struct Child {
     pid: libc::pid_t,
