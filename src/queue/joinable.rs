@@ -213,12 +213,18 @@ impl<T> fmt::Debug for JoinableQueue<T> {
 }
 
 impl<T> JoinableQueue<T> {
+    /// The `back` bytes before the ring's words, as a `U`.
+    ///
+    /// # Safety
+    ///
+    /// `back` is `TAKERS_BYTES` (for `Takers`) or `TAKERS_BYTES +
+    /// TASK_LINE` (for `TaskLine`).
     #[inline]
-    fn tasks(&self) -> &TaskLine {
+    unsafe fn before_ring<U>(&self, back: usize) -> &U {
         // SAFETY: kind Joinable puts element 0 23 lines past the header:
         // the ring's STATE_BYTES right before it, the takers' table before
         // those and the task line before that, inside the object, after
-        // the header, 64-aligned; TaskLine is only atomics (valid for any
+        // the header, 64-aligned; both are only atomics (valid for any
         // bytes); the mapping outlives `&self`.
         unsafe {
             &*self
@@ -226,24 +232,21 @@ impl<T> JoinableQueue<T> {
                 .memory()
                 .placed()
                 .data()
-                .sub(STATE_BYTES + TAKERS_BYTES + TASK_LINE)
-                .cast::<TaskLine>()
+                .sub(STATE_BYTES + back)
+                .cast::<U>()
         }
     }
 
     #[inline]
+    fn tasks(&self) -> &TaskLine {
+        // SAFETY: the task line's offset.
+        unsafe { self.before_ring(TAKERS_BYTES + TASK_LINE) }
+    }
+
+    #[inline]
     fn takers(&self) -> &Takers {
-        // SAFETY: as in `tasks`: the TAKERS_BYTES right before the ring's
-        // words; Takers is only atomics.
-        unsafe {
-            &*self
-                .ring
-                .memory()
-                .placed()
-                .data()
-                .sub(STATE_BYTES + TAKERS_BYTES)
-                .cast::<Takers>()
-        }
+        // SAFETY: the takers' table's offset.
+        unsafe { self.before_ring(TAKERS_BYTES) }
     }
 
     /// Counts, in this process's takers' entry, a message just taken (the

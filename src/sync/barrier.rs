@@ -52,7 +52,7 @@ impl Roster for Waiters<'_> {
     fn enter(&self) {
         // A full table marks itself overflowed: it then never reads as
         // all dead, and the barrier never heals (the documented limit).
-        let _ = self.0.add(thread::current(), &ProcLiveness);
+        let _ = self.0.add_untimed(thread::current(), &ProcLiveness);
     }
 
     #[inline]
