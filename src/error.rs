@@ -279,6 +279,30 @@ pub enum Error {
         #[source]
         failure: SpawnFailure,
     },
+    /// A [`Pool`](crate::Pool) task did not produce its result; the
+    /// [`TaskError`] says why (a panic, a dead worker, a timeout, ...).
+    #[error("pool task failed: {0}")]
+    Task(#[from] TaskError),
+    /// A task was submitted to a [`Pool`](crate::Pool) after
+    /// [`close`](crate::Pool::close) or [`terminate`](crate::Pool::terminate):
+    /// Python's `ValueError("Pool not running")`. Nothing was submitted.
+    #[error("the pool is closed: it takes no new tasks")]
+    PoolClosed,
+    /// [`Pool::join`](crate::Pool::join) before `close` or `terminate`:
+    /// Python's `ValueError("Pool is still running")`.
+    #[error("the pool is still running: close or terminate it before join")]
+    PoolRunning,
+    /// A pool task function that is not code of this program's executable
+    /// (it came from a library loaded at run time), so a worker could not
+    /// find it at the same place.
+    #[error(
+        "the function at {address:#x} is not in this program's executable: a pool task must be \
+         a function of the program itself"
+    )]
+    FunctionNotInProgram {
+        /// The function's address in this process.
+        address: usize,
+    },
     /// An operating-system call failed.
     #[error("{op} failed")]
     Io {
@@ -391,4 +415,71 @@ impl From<TimedOut> for Error {
     fn from(_: TimedOut) -> Self {
         Error::Timeout
     }
+}
+
+/// Why a [`Pool`](crate::Pool) task has no result. Carried by
+/// [`Error::Task`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task function panicked; the worker caught it and goes on.
+    #[error("the task panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The worker running the task died (killed, aborted, exited); the
+    /// pool replaced it. Only the task it was running fails: tasks queued
+    /// behind it run on other workers.
+    #[error("worker {name} (pid {pid}) died running the task: {}", exit_text(.exit_code))]
+    WorkerDied {
+        /// The worker's name (`ForkPoolWorker-3`, say).
+        name: String,
+        /// The worker's pid.
+        pid: u32,
+        /// Its exit code, or minus the signal that killed it (`-9` for
+        /// SIGKILL), as [`Process::exitcode`](crate::Process::exitcode).
+        exit_code: i32,
+    },
+    /// The task ran longer than the pool's
+    /// [`task_timeout`](crate::PoolBuilder::task_timeout): its worker was
+    /// killed and replaced.
+    #[error("the task ran past its timeout of {timeout:?}; its worker was killed")]
+    TimedOut {
+        /// The pool's task timeout.
+        timeout: std::time::Duration,
+    },
+    /// The worker could not decode the task's arguments, or this process
+    /// could not decode its result (a `Deserialize` that fails on what its
+    /// own `Serialize` wrote, say).
+    #[error("cannot decode the task's {what}: {reason}")]
+    Decode {
+        /// `"arguments"` or `"result"`.
+        what: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The task's result could not be encoded in the worker.
+    #[error("cannot encode the task's result: {reason}")]
+    Encode {
+        /// What the encoder said.
+        reason: String,
+    },
+    /// A worker's initializer failed (panicked): the pool starts no more
+    /// workers and fails every task it holds.
+    #[error("the pool's initializer failed: {message}")]
+    InitializerFailed {
+        /// The initializer's panic message.
+        message: String,
+    },
+    /// The pool was terminated (or dropped) before the task finished.
+    #[error("the pool was terminated before the task finished")]
+    Terminated,
+    /// The worker refused the task's function reference (it was not made
+    /// by this pool for this program): shared memory was overwritten.
+    #[error("the worker refused the task's function: {reason}")]
+    BadFunction {
+        /// Why.
+        reason: String,
+    },
 }

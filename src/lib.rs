@@ -23,6 +23,7 @@
 //! | [`JoinableQueue<T>`] | `multiprocessing.JoinableQueue` | a `MessageQueue` counting unfinished tasks: `task_done`, `join` |
 //! | [`pipe`], [`Connection<T>`] | `multiprocessing.Pipe` | a duplex pair of message channels |
 //! | [`spsc::channel`] | — | lock-free single-producer single-consumer ring of `Pod` items |
+//! | [`Pool`] | `multiprocessing.Pool` | worker processes running plain `fn`s: `map`, `imap`, `apply_async`, ...; survives a dead worker |
 //! | [`Process`] | `multiprocessing.Process` | a child process, started by `fork` (a closure) or spawn (an [`Entry`] run by [`init`] in a re-executed program) |
 //!
 //! `T` is any [`bytemuck::Pod`] type: integers, floats, arrays of them,
@@ -139,6 +140,7 @@ not_under_loom! {
     mod error;
     mod kind;
     mod process;
+    mod pool;
     mod queue;
     mod shm;
     mod sync;
@@ -149,7 +151,7 @@ not_under_loom! {
         ParentProcess, Process, ProcessInfo, StartMethod, active_children,
         current::{current_process, parent_process},
         exit::{ERROR_EXIT_CODE, ExitReport, Failure, FailureKind, IntoExitCode, PANIC_EXIT_CODE},
-        spawn::{Entry, EntryPoint, SPAWN_ENV, init},
+        spawn::{Entry, EntryPoint, SPAWN_ENV},
     };
     #[doc(hidden)]
     pub use process::testing;
@@ -159,6 +161,8 @@ not_under_loom! {
     pub mod prelude {
         pub use crate::shm::object::SharedObject;
     }
+    pub use error::TaskError;
+    pub use pool::{AsyncResult, Imap, MAX_PROCESSES, Pool, PoolBuilder, init};
     pub use queue::joinable::{JoinTimeoutError, JoinableQueue, TaskDoneError, TasksLost};
     pub use queue::message::{MessageQueue, RecvError, SendError};
     pub use queue::error::{Closed, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};

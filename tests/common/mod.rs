@@ -278,3 +278,11 @@ impl Peer {
         h
     }
 }
+
+/// Asserts that process `pid` is gone: exited and reaped (no zombie).
+#[allow(dead_code)]
+pub fn assert_gone(pid: u32) {
+    // SAFETY: signal 0 only checks that the pid exists.
+    let r = unsafe { libc::kill(pid as i32, 0) };
+    assert_eq!(r, -1, "pid {pid} still exists (running or a zombie)");
+}

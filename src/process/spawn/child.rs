@@ -26,80 +26,9 @@ pub(crate) fn check_may_start(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs the entry point this process was spawned for, if it was, and exits;
-/// returns at once otherwise. Call it first thing in `main`, with every
-/// [`Entry`](crate::Entry) the program spawns.
-///
-/// In a spawned child, `init` never returns: it runs the entry named by the
-/// parent and exits with its code (after waiting for the children the entry
-/// left running, as Python does at exit). In any other process it only
-/// reads one environment variable ([`SPAWN_ENV`]) and returns.
-///
-/// What runs before `init` in `main` runs again in every spawned child,
-/// so put nothing before it that should run once (opening files,
-/// printing, parsing arguments that a child does not get).
-///
-/// If a spawned child's `init` does not register the entry it was spawned
-/// for, the parent's [`start`](crate::Process::start) fails with
-/// [`Error::Spawn`] naming the entries it does register. If `main` never
-/// calls `init`, `start` fails too (the child exits or times out without the
-/// handshake), and the child cannot start processes meanwhile: no fork
-/// bomb, no hang.
-///
-/// # Test binaries
-///
-/// A test binary's `main` belongs to the test harness, so the child is made
-/// to run one test, and that test calls `init`: register the entries in an
-/// ignored test of their own (so a normal run skips it), and have the child
-/// run it with its command line, as [`child_test_args`] builds it:
-///
-/// ```no_run
-/// use multiproc::{Entry, EntryPoint, Process};
-/// use multiproc::testing::child_test_args;
-/// # #[derive(serde::Serialize, serde::Deserialize)]
-/// # struct Job;
-/// # impl Entry for Job { type Output = (); fn run(self) {} }
-///
-/// const ENTRIES: &[EntryPoint] = &[EntryPoint::of::<Job>()];
-///
-/// /// The child half: runs the entry in a spawned child.
-/// #[test]
-/// #[ignore = "child half of job_runs"]
-/// fn spawn_child() {
-///     multiproc::init(ENTRIES);
-/// }
-///
-/// #[test]
-/// fn job_runs() {
-///     let mut p = Process::spawn(Job).with_exec_args(child_test_args("spawn_child"));
-///     p.start().unwrap();
-///     assert_eq!(p.join().unwrap(), 0);
-/// }
-/// ```
-///
-/// The child runs the test binary with `spawn_child --exact
-/// --include-ignored --nocapture --test-threads=1 --quiet`; the harness's
-/// own lines go to the parent's stdout too (this crate's tests hide them
-/// with a hook of `multiproc::testing`, which is not part of the stable
-/// API). A test binary with `harness = false` can call `init` at the top of
-/// its own `main` instead.
-///
-/// [`child_test_args`]: crate::testing::child_test_args
-///
-/// # Examples
-///
-/// ```no_run
-/// use multiproc::{Entry, EntryPoint};
-/// # #[derive(serde::Serialize, serde::Deserialize)]
-/// # struct Worker;
-/// # impl Entry for Worker { type Output = (); fn run(self) {} }
-///
-/// fn main() {
-///     multiproc::init(&[EntryPoint::of::<Worker>()]);
-///     // ... the program, which may spawn `Worker`s
-/// }
-/// ```
-pub fn init(entries: &[EntryPoint]) {
+/// [`init`](crate::init), with the crate's own entry points (`builtin`,
+/// the layers above: the pool's worker) found beside the program's.
+pub(crate) fn init_with(entries: &[EntryPoint], builtin: &[EntryPoint]) {
     if DISPATCHED.load(Ordering::Relaxed) != 0 {
         return;
     }
@@ -107,14 +36,14 @@ pub fn init(entries: &[EntryPoint]) {
         return;
     };
     DISPATCHED.store(1, Ordering::Relaxed);
-    let code = dispatch(entries, &env);
+    let code = dispatch(entries, builtin, &env);
     // Flushes stdout and runs the `atexit` handler that waits for the
     // children the entry left running.
     std::process::exit(code)
 }
 
 /// Runs the spawned entry; the exit code.
-fn dispatch(entries: &[EntryPoint], env: &EnvRef) -> i32 {
+fn dispatch(entries: &[EntryPoint], builtin: &[EntryPoint], env: &EnvRef) -> i32 {
     // Nothing this process starts should inherit the status pipe.
     set_cloexec(env.status);
     let setup_failed = |why: String| {
@@ -155,7 +84,11 @@ fn dispatch(entries: &[EntryPoint], env: &EnvRef) -> i32 {
         daemon: boot.daemon,
         parent: (boot.parent_pid, boot.parent_name),
     }));
-    let found: Vec<&EntryPoint> = entries.iter().filter(|e| e.name() == boot.entry).collect();
+    let found: Vec<&EntryPoint> = entries
+        .iter()
+        .chain(builtin)
+        .filter(|e| e.name() == boot.entry)
+        .collect();
     let entry = match found[..] {
         [one] => one,
         [] => {

@@ -19,7 +19,7 @@
 //!    close-on-exec in the parent). glibc's `posix_spawn` is a `vfork`-style
 //!    clone: nothing of the parent is copied, and the parent may have any
 //!    number of threads.
-//! 3. In the child, [`init`] (first thing in `main`) reads [`SPAWN_ENV`],
+//! 3. In the child, [`init`](crate::init) (first thing in `main`) reads [`SPAWN_ENV`],
 //!    checks that the descriptor it names is the boot memfd (number,
 //!    device and inode), marks the inherited descriptors close-on-exec
 //!    again, becomes a daemon if asked (`PR_SET_PDEATHSIG`, then a check
@@ -53,14 +53,14 @@ mod parent;
 use std::time::Duration;
 
 pub(crate) use child::check_may_start;
-pub use child::init;
+pub(crate) use child::init_with;
 pub use entry::{Entry, EntryPoint};
 pub(crate) use parent::{ChildSetup, Encode, SpawnConfig, start};
 
 /// The environment variable that tells a re-executed program which boot
 /// record to run (`version:parent pid:boot fd:device:inode:status fd`).
 /// Set by the parent for the child only; a program has no reason to set
-/// it, and reads it only to tell, before [`init`], whether it runs as a
+/// it, and reads it only to tell, before [`init`](crate::init), whether it runs as a
 /// spawned child.
 ///
 /// # Examples
@@ -77,5 +77,5 @@ pub const SPAWN_ENV: &str = "MULTIPROC_SPAWN";
 pub(crate) const WIRE_VERSION: u32 = 1;
 
 /// How long `start` waits, by default, for a spawned child to reach
-/// [`init`].
+/// [`init`](crate::init).
 pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
