@@ -7,8 +7,10 @@
 //! the program was loaded at: a [`FnRef`] carries the distance of the task
 //! function and of the *shim* (the generic function, instantiated for the
 //! task's argument and result types, that decodes the arguments, calls the
-//! task function and encodes its result) from an anchor function of this
-//! crate. The procspawn crate sends functions the same way.
+//! task function and encodes its result) from the address the loader put
+//! the executable at (its `dlpi_addr`; a function of this crate would not
+//! do as the origin where the crate is a shared library, loaded apart from
+//! the program). The procspawn crate sends functions in a similar way.
 //!
 //! A worker calls what a `FnRef` names only after two checks:
 //! - both addresses fall in the executable segments of the program's own
@@ -34,9 +36,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, TaskError};
 
-/// The point every distance is measured from.
-#[inline(never)]
-fn anchor() {}
 
 /// What a shim gets besides its input: the worker's cache of the last
 /// decoded context of [`ranges`] tasks.
@@ -55,7 +54,7 @@ pub(crate) struct WorkerCx {
 pub(crate) type Shim = unsafe fn(usize, &[u8], &mut WorkerCx) -> Result<Vec<u8>, TaskError>;
 
 /// A task function as it travels: the shim's and the function's distance
-/// from the anchor, and their tag.
+/// from the program's load address, and their tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct FnRef {
     shim: i64,
@@ -111,7 +110,7 @@ impl FnRef {
                 return Err(Error::FunctionNotInProgram { address });
             }
         }
-        let base = anchor as fn() as usize as i64;
+        let base = program().base as i64;
         let (shim, func) = ((shim as usize as i64) - base, func as i64 - base);
         Ok(FnRef {
             shim,
@@ -133,7 +132,7 @@ impl FnRef {
         if key.tag(self.shim, self.func) != self.tag {
             return Err(refuse("its tag does not match this pool's key"));
         }
-        let base = anchor as fn() as usize as i64;
+        let base = program().base as i64;
         let (shim, func) = (
             base.wrapping_add(self.shim) as usize,
             base.wrapping_add(self.func) as usize,
@@ -144,7 +143,7 @@ impl FnRef {
         // SAFETY: the tag matched, so this pool's parent made the pair from
         // a `Shim` and a function of the type it was instantiated for, both
         // in this program's code (checked again above), at these distances
-        // from the anchor; this process runs the same executable file, so
+        // from the program's load address; this process runs the same executable file, so
         // both are at these addresses here.
         let shim: Shim = unsafe { std::mem::transmute::<usize, Shim>(shim) };
         // SAFETY: as above, `func` is the function `shim` expects.
@@ -152,10 +151,24 @@ impl FnRef {
     }
 }
 
-/// The executable address ranges of the program's own file.
-fn program_code() -> &'static [Range<usize>] {
-    static CODE: OnceLock<Vec<Range<usize>>> = OnceLock::new();
-    CODE.get_or_init(|| {
+/// Where the program's executable is: its load address and its
+/// executable ranges.
+#[derive(Default)]
+struct Program {
+    base: usize,
+    code: Vec<Range<usize>>,
+}
+
+/// Reads where the program is, once. The pool calls it before it forks a
+/// worker, so that no forked worker calls the loader (whose lock another
+/// thread may have held at the fork) or waits on this `OnceLock`.
+pub(crate) fn prepare() {
+    program();
+}
+
+fn program() -> &'static Program {
+    static PROGRAM: OnceLock<Program> = OnceLock::new();
+    PROGRAM.get_or_init(|| {
         unsafe extern "C" fn first(
             info: *mut libc::dl_phdr_info,
             _size: libc::size_t,
@@ -165,30 +178,34 @@ fn program_code() -> &'static [Range<usize>] {
             // the call, and `out` is the `Vec` handed to `dl_iterate_phdr`
             // below; the first object it reports is the program itself.
             unsafe {
-                let out = &mut *(out as *mut Vec<Range<usize>>);
+                let out = &mut *(out as *mut Program);
                 let info = &*info;
+                out.base = info.dlpi_addr as usize;
+                if info.dlpi_phdr.is_null() || info.dlpi_phnum == 0 {
+                    return 1;
+                }
                 let headers = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
                 for h in headers {
                     if h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0 {
                         let start = (info.dlpi_addr as usize).wrapping_add(h.p_vaddr as usize);
-                        out.push(start..start.wrapping_add(h.p_memsz as usize));
+                        out.code.push(start..start.wrapping_add(h.p_memsz as usize));
                     }
                 }
             }
             1 // stop after the program
         }
-        let mut ranges: Vec<Range<usize>> = Vec::new();
+        let mut found = Program::default();
         // SAFETY: `first` matches the callback type and only writes to
-        // `ranges`, which outlives the call.
+        // `found`, which outlives the call.
         unsafe {
-            libc::dl_iterate_phdr(Some(first), &mut ranges as *mut _ as *mut libc::c_void);
+            libc::dl_iterate_phdr(Some(first), &mut found as *mut _ as *mut libc::c_void);
         }
-        ranges
+        found
     })
 }
 
 fn in_program(address: usize) -> bool {
-    program_code().iter().any(|r| r.contains(&address))
+    program().code.iter().any(|r| r.contains(&address))
 }
 
 fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, TaskError> {

@@ -254,6 +254,7 @@ impl PoolBuilder {
             });
         }
         worker::install_quiet_hook();
+        func::prepare();
         let key = Key::random();
         let initializer = match self.initializer {
             None => None,
@@ -664,6 +665,11 @@ impl Pool {
     /// (Python's `imap`, chunks of one item): the input is read only as
     /// results are taken, with at most twice the workers' count of chunks
     /// in flight ([`Imap::with_window`]), so it may be endless.
+    ///
+    /// An item that cannot be submitted (it encodes larger than the
+    /// maximum message size, or the pool was closed) ends the input: its
+    /// error is the next item yielded, then the results already in flight
+    /// come, and the rest of the input is not read.
     pub fn imap<'p, A, R, I>(&'p self, f: fn(A) -> R, items: I) -> Imap<'p, R>
     where
         A: Serialize + DeserializeOwned + 'p,
@@ -759,9 +765,7 @@ impl Pool {
         self.map_ranges_async(f, context, len, chunk)?.get()
     }
 
-    /// [`map_ranges`](Pool::map_ranges) without waiting; `progress`, if
-    /// given, is called on the pool's thread as each range finishes (with
-    /// the count finished and the count of ranges), for a progress line.
+    /// [`map_ranges`](Pool::map_ranges) without waiting.
     ///
     /// # Errors
     ///

@@ -260,7 +260,10 @@ impl Stream {
         let mut g = lock(&self.state);
         loop {
             let found = match want {
-                Some(i) => g.ready.remove(&i).map(|o| (i, o)),
+                Some(i) => g.ready.remove(&i).map(|o| {
+                    g.arrived.retain(|&a| a != i);
+                    (i, o)
+                }),
                 None => match g.arrived.pop_front() {
                     Some(i) => g.ready.remove(&i).map(|o| (i, o)),
                     None => None,

@@ -283,9 +283,11 @@ impl Shared {
                     w.sent += 1;
                     task.worker = Some(i);
                 }
-                // Full: the worker is gone and its inbox never drains; the
-                // check of the workers finds it. Anything else: the same.
+                // The inbox refuses a task the pool counted room for: the
+                // worker is gone or its inbox overwritten. Kill it; the
+                // check of the workers sends its tasks elsewhere.
                 Err(_) => {
+                    let _ = w.process.kill();
                     w.overdue.get_or_insert(0);
                     break;
                 }
@@ -366,27 +368,49 @@ impl Shared {
                 self.drain(st, out);
                 let place = &mut st.places[i];
                 let w = place.worker.take().expect("checked above");
+                // SYNC: pairs with the worker's Release store in `worker::run`.
                 let running = place.running.load(Ordering::Acquire);
+                // The worker ran its tasks in order: those before the one
+                // named in `running` are finished (their results may sit
+                // behind a slow claim on the queue: they stay in the
+                // table, held by no worker, until they are taken); that
+                // one failed with the worker; those after it never
+                // started. If `running` names none of them, none started.
+                let at = w.held.iter().position(|&id| id == running);
                 let mut requeue = Vec::new();
                 for (k, id) in w.held.iter().copied().enumerate() {
-                    if k == 0 && id == running {
-                        let why = if w.overdue == Some(id) {
-                            TaskError::TimedOut {
-                                timeout: self.settings.task_timeout.unwrap_or_default(),
+                    match at {
+                        Some(at) if k < at => {
+                            if let Some(t) = st.tasks.get_mut(&id) {
+                                t.worker = None;
                             }
-                        } else {
-                            TaskError::WorkerDied {
-                                name: w.name.clone(),
-                                pid: w.pid,
-                                exit_code: code,
-                            }
-                        };
-                        if let Some(t) = st.tasks.remove(&id) {
-                            out.push((t.sink, t.index, Err(why)));
                         }
-                    } else if let Some(t) = st.tasks.get_mut(&id) {
-                        t.worker = None;
-                        requeue.push(id);
+                        Some(at) if k == at => {
+                            // Killed for a timeout: of this task, or, if it
+                            // finished just before the kill landed, of the
+                            // one before it (then this one is reported as
+                            // killed with its worker).
+                            let why = if w.overdue == Some(id) {
+                                TaskError::TimedOut {
+                                    timeout: self.settings.task_timeout.unwrap_or_default(),
+                                }
+                            } else {
+                                TaskError::WorkerDied {
+                                    name: w.name.clone(),
+                                    pid: w.pid,
+                                    exit_code: code,
+                                }
+                            };
+                            if let Some(t) = st.tasks.remove(&id) {
+                                out.push((t.sink, t.index, Err(why)));
+                            }
+                        }
+                        _ => {
+                            if let Some(t) = st.tasks.get_mut(&id) {
+                                t.worker = None;
+                                requeue.push(id);
+                            }
+                        }
                     }
                 }
                 for id in requeue.into_iter().rev() {
@@ -441,7 +465,12 @@ impl Shared {
                     self.handle(&mut st, msg, &mut out);
                     self.drain(&mut st, &mut out);
                 }
-                Err(RecvError::Closed) => st.phase = Phase::Terminated,
+                Err(RecvError::Closed) => {
+                    // Only an overwritten queue reads closed: stop.
+                    st.phase = Phase::Terminated;
+                    kill_all(&mut st);
+                    fail_all(&mut st, &TaskError::Terminated, &mut out);
+                }
                 Err(_) => {}
             }
             if since_check.elapsed() >= Duration::from_millis(5) || !busy {
