@@ -29,6 +29,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// One wait on `cv` until `deadline` (none: as long as it takes); `None`
+/// once the deadline has passed.
+fn wait_until<'a, T>(
+    cv: &Condvar,
+    g: MutexGuard<'a, T>,
+    deadline: Option<Instant>,
+) -> Option<MutexGuard<'a, T>> {
+    Some(match deadline {
+        None => cv.wait(g).unwrap_or_else(PoisonError::into_inner),
+        Some(d) => {
+            let left = d.checked_duration_since(Instant::now())?;
+            cv.wait_timeout(g, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+        }
+    })
+}
+
 /// A callback run once every task of a job has finished.
 pub(crate) type OnDone = Box<dyn FnOnce(&[Outcome]) + Send>;
 
@@ -76,16 +94,7 @@ impl Collector {
             if let Some(done) = self.finished.get() {
                 return Some(done);
             }
-            g = match deadline {
-                None => self.changed.wait(g).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.checked_duration_since(Instant::now())?;
-                    self.changed
-                        .wait_timeout(g, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+            g = wait_until(&self.changed, g, deadline)?;
         }
     }
 }
@@ -115,21 +124,17 @@ impl Sink for Collector {
 }
 
 /// Decodes a task's outcome into its `Vec` of results.
-pub(crate) fn decode_vec<R: DeserializeOwned>(outcome: &Outcome) -> Result<Vec<R>> {
-    match outcome {
-        Ok(bytes) => postcard::from_bytes(&bytes.0).map_err(|e| {
-            Error::Task(TaskError::Decode {
-                what: "result".to_owned(),
-                reason: e.to_string(),
-            })
-        }),
-        Err(e) => Err(Error::Task(e.clone())),
-    }
+pub(crate) fn decode_vec<R: DeserializeOwned>(outcome: &Outcome) -> Result<Vec<R>, TaskError> {
+    let bytes = outcome.as_ref().map_err(Clone::clone)?;
+    postcard::from_bytes(&bytes.0).map_err(|e| TaskError::Decode {
+        what: "result".to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// One task's result.
 pub(crate) fn decode_one<R: DeserializeOwned>(outcomes: &[Outcome]) -> Result<R> {
-    let mut v = decode_vec::<R>(&outcomes[0])?;
+    let mut v = decode_vec::<R>(&outcomes[0]).map_err(Error::Task)?;
     match (v.pop(), v.is_empty()) {
         (Some(r), true) => Ok(r),
         _ => Err(Error::Task(TaskError::Decode {
@@ -143,7 +148,7 @@ pub(crate) fn decode_one<R: DeserializeOwned>(outcomes: &[Outcome]) -> Result<R>
 pub(crate) fn decode_all<R: DeserializeOwned>(outcomes: &[Outcome]) -> Result<Vec<R>> {
     let mut all = Vec::new();
     for o in outcomes {
-        all.extend(decode_vec::<R>(o)?);
+        all.extend(decode_vec::<R>(o).map_err(Error::Task)?);
     }
     Ok(all)
 }
@@ -272,16 +277,7 @@ impl Stream {
             if found.is_some() {
                 return found;
             }
-            g = match deadline {
-                None => self.changed.wait(g).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.checked_duration_since(Instant::now())?;
-                    self.changed
-                        .wait_timeout(g, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+            g = wait_until(&self.changed, g, deadline)?;
         }
     }
 }
@@ -401,7 +397,6 @@ impl<'p, R: DeserializeOwned> Imap<'p, R> {
                 return Some(Err(Error::Timeout));
             };
             let items = self.in_flight.remove(&chunk).unwrap_or(0);
-            self.next_chunk = self.next_chunk.max(chunk + 1);
             if self.ordered {
                 self.next_chunk = chunk + 1;
             }
@@ -409,21 +404,11 @@ impl<'p, R: DeserializeOwned> Imap<'p, R> {
                 Ok(v) => self.buffer.extend(v.into_iter().map(Ok)),
                 Err(e) => {
                     for _ in 0..items.max(1) {
-                        self.buffer.push_back(Err(clone_task_error(&e)));
+                        self.buffer.push_back(Err(Error::Task(e.clone())));
                     }
                 }
             }
         }
-    }
-}
-
-fn clone_task_error(e: &Error) -> Error {
-    match e {
-        Error::Task(t) => Error::Task(t.clone()),
-        other => Error::Task(TaskError::Decode {
-            what: "result".to_owned(),
-            reason: other.to_string(),
-        }),
     }
 }
 
