@@ -31,24 +31,42 @@ fn identity(x: u64) -> u64 {
 }
 
 fn per_task(c: &mut Criterion) {
-    let pool = Pool::new(2).expect("pool");
+    // The default pool, and one whose workers and waiters sleep at once
+    // (no spin): the cost of every hand-off through the kernel.
+    let pools = [
+        ("", Pool::new(2).expect("pool")),
+        (
+            ", no spin",
+            Pool::builder()
+                .processes(2)
+                .spin(Duration::ZERO)
+                .build()
+                .expect("pool"),
+        ),
+    ];
     let small: Vec<u64> = (0..1000).collect();
     let large: Vec<u64> = (0..100_000).collect();
-    assert_eq!(pool.map_chunked(identity, &small, 1).unwrap(), small);
+    for (_, pool) in &pools {
+        assert_eq!(pool.map_chunked(identity, &small, 1).unwrap(), small);
+    }
     let mut g = c.benchmark_group("pool_per_task");
-    g.throughput(Throughput::Elements(small.len() as u64));
-    g.bench_function("map chunksize 1", |b| {
-        b.iter(|| black_box(pool.map_chunked(identity, &small, 1).unwrap()))
-    });
-    g.throughput(Throughput::Elements(large.len() as u64));
-    g.bench_function("map default chunks", |b| {
-        b.iter(|| black_box(pool.map(identity, large.iter().copied()).unwrap()))
-    });
+    for (label, pool) in &pools {
+        g.throughput(Throughput::Elements(small.len() as u64));
+        g.bench_function(format!("map chunksize 1{label}"), |b| {
+            b.iter(|| black_box(pool.map_chunked(identity, &small, 1).unwrap()))
+        });
+        g.throughput(Throughput::Elements(large.len() as u64));
+        g.bench_function(format!("map default chunks{label}"), |b| {
+            b.iter(|| black_box(pool.map(identity, large.iter().copied()).unwrap()))
+        });
+    }
     g.finish();
     let mut g = c.benchmark_group("pool_round_trip");
-    g.bench_function("apply_async + get", |b| {
-        b.iter(|| black_box(pool.apply_async(identity, 7).unwrap().get().unwrap()))
-    });
+    for (label, pool) in &pools {
+        g.bench_function(format!("apply_async + get{label}"), |b| {
+            b.iter(|| black_box(pool.apply_async(identity, 7).unwrap().get().unwrap()))
+        });
+    }
     g.finish();
 }
 

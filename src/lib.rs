@@ -162,7 +162,7 @@ not_under_loom! {
         pub use crate::shm::object::SharedObject;
     }
     pub use error::TaskError;
-    pub use pool::{AsyncResult, Imap, MAX_PROCESSES, Pool, PoolBuilder, init};
+    pub use pool::{AsyncResult, DEFAULT_SPIN, Imap, MAX_PROCESSES, Pool, PoolBuilder, init};
     pub use queue::joinable::{JoinTimeoutError, JoinableQueue, TaskDoneError, TasksLost};
     pub use queue::message::{MessageQueue, RecvError, SendError};
     pub use queue::error::{Closed, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};

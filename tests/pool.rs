@@ -460,3 +460,44 @@ fn map_ranges_works_in_place_under_both_methods() {
         }
     }
 }
+
+/// Waiters that take results themselves (several at once, results in
+/// parts among them) and waiters that sleep at once get the same results,
+/// under both start methods.
+#[test]
+fn helping_and_sleeping_waiters_get_the_same_results() {
+    for method in BOTH {
+        for spin in [
+            Duration::ZERO,
+            multiproc::DEFAULT_SPIN,
+            Duration::from_millis(2),
+        ] {
+            let pool = builder(method, 2)
+                .spin(spin)
+                .max_message_size(512)
+                .build()
+                .unwrap();
+            let items: Vec<u64> = (0..300).collect();
+            let want: Vec<u64> = items.iter().map(|&x| square(x)).collect();
+            assert_eq!(pool.map_chunked(square, &items, 1).unwrap(), want);
+            let got: Vec<u64> = pool.imap(square, 0..300u64).map(|r| r.unwrap()).collect();
+            assert_eq!(got, want, "{method:?} {spin:?}");
+            std::thread::scope(|s| {
+                for t in 0..3u64 {
+                    let pool = &pool;
+                    s.spawn(move || {
+                        for i in 0..20 {
+                            // Results of up to 5 parts, taken by whichever
+                            // waiter comes first.
+                            let n = 300 + 400 * ((t + i) % 5);
+                            let r = pool.apply_async(big, n).unwrap();
+                            assert_eq!(r.get_timeout(DEADLINE).unwrap(), big(n));
+                        }
+                    });
+                }
+            });
+            pool.close();
+            pool.join_timeout(DEADLINE).unwrap();
+        }
+    }
+}

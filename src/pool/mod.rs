@@ -15,7 +15,7 @@ mod worker;
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use crate::process::StartMethod;
 use crate::process::spawn::EntryPoint;
 use crate::process::testing::ForTest;
 use func::{FnRef, Key, RangeInput, Shim};
-use result::{Collector, OnDone, Outcome, Stream, decode_all, decode_one};
+use result::{Collector, Helper, OnDone, Outcome, Stream, decode_all, decode_one};
 use supervisor::{Phase, Settings, Shared};
 use wire::{Bytes, TASK_OVERHEAD};
 
@@ -118,6 +118,11 @@ pub(crate) const BUILTIN_ENTRIES: &[EntryPoint] = &[EntryPoint::of::<worker::Wor
 /// The largest pool.
 pub const MAX_PROCESSES: usize = 1024;
 
+/// How long, by default, an idle worker polls its inbox and a waiting
+/// parent thread takes results itself before sleeping (see
+/// [`PoolBuilder::spin`]).
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
 /// How a [`Pool`] is set up: Python's `Pool(processes, initializer,
 /// initargs, maxtasksperchild)` and more. Made by [`Pool::builder`].
 ///
@@ -155,6 +160,7 @@ pub struct PoolBuilder {
     task_timeout: Option<Duration>,
     prefix: Option<String>,
     test_name: Option<String>,
+    spin: Duration,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -165,6 +171,7 @@ impl fmt::Debug for PoolBuilder {
             .field("max_tasks_per_child", &self.max_tasks)
             .field("max_message_size", &self.max_message)
             .field("task_timeout", &self.task_timeout)
+            .field("spin", &self.spin)
             .finish_non_exhaustive()
     }
 }
@@ -218,6 +225,22 @@ impl PoolBuilder {
     /// milliseconds, from the moment the worker starts the task.
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// How long an idle worker polls its inbox, and a parent thread
+    /// waiting for a result takes results off the workers' queue itself,
+    /// before it sleeps ([`DEFAULT_SPIN`] by default; zero: sleep at once).
+    ///
+    /// A task that follows within this time reaches a polling worker, and
+    /// a result a polling waiter, with no wake-up through the kernel: the
+    /// round trip of `apply_async` and `get` drops from tens of
+    /// microseconds (three sleeping threads woken in turn) to a few. The
+    /// price is that much CPU time after each task and each wait (as
+    /// OpenMP runtimes spin before they block); set zero where the pool's
+    /// workers share their cores with other busy work.
+    pub fn spin(mut self, time: Duration) -> Self {
+        self.spin = time;
         self
     }
 
@@ -277,6 +300,7 @@ impl PoolBuilder {
             prefix,
             test_name: self.test_name,
             depth: 2,
+            spin: self.spin,
         };
         let shared = Shared::new(settings, key)?;
         shared.start_all()?;
@@ -289,7 +313,10 @@ impl PoolBuilder {
                 source,
             });
         let thread = match thread {
-            Ok(t) => t,
+            Ok(t) => {
+                let _ = shared.supervisor.set(t.thread().clone());
+                t
+            }
             Err(e) => {
                 shared.terminate();
                 return Err(e);
@@ -431,6 +458,7 @@ impl Pool {
             task_timeout: None,
             prefix: None,
             test_name: None,
+            spin: DEFAULT_SPIN,
         }
     }
 
@@ -449,6 +477,12 @@ impl Pool {
         self.shared.settings.max_message - TASK_OVERHEAD
     }
 
+    /// The pool as a thread waiting for one of its results helps it.
+    fn helper(&self) -> Weak<dyn Helper> {
+        let weak: Weak<Shared> = Arc::downgrade(&self.shared);
+        weak
+    }
+
     fn fn_ref(&self, shim: Shim, f: usize) -> Result<FnRef> {
         FnRef::new(shim, f, &self.shared.key)
     }
@@ -463,7 +497,7 @@ impl Pool {
     ) -> Result<Arc<Collector>> {
         let mut chunks = Vec::new();
         encode_chunks(items, chunksize, self.max_input(), &mut chunks)?;
-        let collector = Collector::new(chunks.len(), callback);
+        let collector = Collector::new(chunks.len(), callback, self.helper());
         if !chunks.is_empty() {
             let inputs = chunks.into_iter().map(|(b, _)| b).collect();
             self.shared.submit(func, inputs, collector.clone(), 0)?;
@@ -633,7 +667,7 @@ impl Pool {
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'p,
     {
-        let stream = Stream::new();
+        let stream = Stream::new(self.helper());
         let sink = stream.clone();
         let func = self.fn_ref(func::map::<A, R>, f as usize);
         let mut items = items.into_iter();
@@ -814,7 +848,7 @@ impl Pool {
             inputs.push(bytes);
             start = end;
         }
-        let collector = Collector::new(inputs.len(), None);
+        let collector = Collector::new(inputs.len(), None, self.helper());
         if !inputs.is_empty() {
             self.shared.submit(func, inputs, collector.clone(), 0)?;
         }

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use crate::loom::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -23,6 +24,60 @@ pub(crate) type Outcome = std::result::Result<Bytes, TaskError>;
 pub(crate) trait Sink: Send + Sync {
     /// Task number `index` of its job finished.
     fn deliver(&self, index: usize, outcome: Outcome);
+}
+
+/// The pool, as a thread waiting for a result sees it: rather than sleep
+/// at once and be woken by the supervisor (two more wake-ups on the way
+/// of every result), the waiter takes the results itself for a while.
+pub(crate) trait Helper: Send + Sync {
+    /// Hands every result on the results queue to its sink (and sends the
+    /// workers the tasks that now have room); whether there was any.
+    fn help(&self) -> bool;
+    /// How long a waiter helps before it sleeps (zero: not at all).
+    fn spin(&self) -> Duration;
+    /// A waiter starts (`true`) or stops helping: while any helps, the
+    /// supervisor leaves the results queue alone.
+    fn helping(&self, on: bool);
+}
+
+/// Helps the pool behind `helper` until `done()`, or `deadline` passes,
+/// or nothing has come for the pool's spin time; whether `done()`.
+fn help_until(
+    helper: &Weak<dyn Helper>,
+    deadline: Option<Instant>,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    if done() {
+        return true;
+    }
+    let Some(h) = helper.upgrade() else {
+        return false;
+    };
+    let spin = h.spin();
+    if spin.is_zero() {
+        return false;
+    }
+    let end_by = |now: Instant| deadline.map_or(now + spin, |d| d.min(now + spin));
+    let mut end = end_by(Instant::now());
+    h.helping(true);
+    let mut idle = 0u32;
+    let finished = loop {
+        if done() {
+            break true;
+        }
+        if h.help() {
+            idle = 0;
+            end = end_by(Instant::now());
+            continue;
+        }
+        idle += 1;
+        crate::pool::worker::pause(idle);
+        if idle.is_multiple_of(16) && Instant::now() >= end {
+            break done();
+        }
+    };
+    h.helping(false);
+    finished
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,15 +111,21 @@ pub(crate) struct Collector {
     finished: OnceLock<Vec<Outcome>>,
     changed: Condvar,
     callback: Mutex<Option<OnDone>>,
+    helper: Weak<dyn Helper>,
 }
 
 impl Collector {
-    pub(crate) fn new(tasks: usize, callback: Option<OnDone>) -> Arc<Collector> {
+    pub(crate) fn new(
+        tasks: usize,
+        callback: Option<OnDone>,
+        helper: Weak<dyn Helper>,
+    ) -> Arc<Collector> {
         let c = Arc::new(Collector {
             parts: Mutex::new(((0..tasks).map(|_| None).collect(), tasks)),
             finished: OnceLock::new(),
             changed: Condvar::new(),
             callback: Mutex::new(callback),
+            helper,
         });
         if tasks == 0 {
             c.finish(Vec::new());
@@ -89,6 +150,9 @@ impl Collector {
     }
 
     fn wait(&self, deadline: Option<Instant>) -> Option<&[Outcome]> {
+        help_until(&self.helper, deadline, || {
+            self.finished.get().is_some()
+        });
         let mut g = lock(&self.parts);
         loop {
             if let Some(done) = self.finished.get() {
@@ -241,6 +305,9 @@ impl<R: DeserializeOwned> AsyncResult<R> {
 pub(crate) struct Stream {
     state: Mutex<StreamState>,
     changed: Condvar,
+    /// Chunks delivered so far (changed under `state`'s lock).
+    delivered: AtomicU64,
+    helper: Weak<dyn Helper>,
 }
 
 #[derive(Default)]
@@ -252,10 +319,12 @@ struct StreamState {
 }
 
 impl Stream {
-    pub(crate) fn new() -> Arc<Stream> {
+    pub(crate) fn new(helper: Weak<dyn Helper>) -> Arc<Stream> {
         Arc::new(Stream {
             state: Mutex::new(StreamState::default()),
             changed: Condvar::new(),
+            delivered: AtomicU64::new(0),
+            helper,
         })
     }
 
@@ -277,7 +346,17 @@ impl Stream {
             if found.is_some() {
                 return found;
             }
-            g = wait_until(&self.changed, g, deadline)?;
+            let seen = self.delivered.load(Ordering::Relaxed);
+            drop(g);
+            let more = help_until(&self.helper, deadline, || {
+                self.delivered.load(Ordering::Relaxed) != seen
+            });
+            g = lock(&self.state);
+            // Read under the lock `deliver` counts under: no delivery falls
+            // between this check and the wait.
+            if !more && self.delivered.load(Ordering::Relaxed) == seen {
+                g = wait_until(&self.changed, g, deadline)?;
+            }
         }
     }
 }
@@ -288,6 +367,7 @@ impl Sink for Stream {
         if g.ready.insert(index, outcome).is_none() {
             g.arrived.push_back(index);
         }
+        self.delivered.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_all();
     }
 }

@@ -13,13 +13,14 @@
 //! nor run twice.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use crate::loom::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::Duration;
 
 use crate::error::{Error, Result, TaskError};
 use crate::pool::func::{FnRef, Key};
-use crate::pool::result::{Outcome, Sink};
+use crate::pool::result::{Helper, Outcome, Sink};
 use crate::pool::wire::{
     Bytes, RESULT_OVERHEAD, ResultMsg, TaskMsg, WorkerConfig, program_identity,
 };
@@ -42,6 +43,9 @@ pub(crate) struct Settings {
     pub(crate) test_name: Option<String>,
     /// Tasks a worker's inbox holds (the one it runs and those behind).
     pub(crate) depth: usize,
+    /// How long a worker polls its inbox, and a waiting parent thread
+    /// takes results itself, before sleeping.
+    pub(crate) spin: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +111,10 @@ pub(crate) struct Shared {
     pub(crate) changed: Condvar,
     results: MessageQueue<ResultMsg>,
     program: (u64, u64),
+    /// Parent threads taking results themselves (see `Helper`).
+    helpers: AtomicU64,
+    /// The supervisor thread, woken when the last helper stops.
+    pub(crate) supervisor: OnceLock<Thread>,
 }
 
 /// Finished tasks to hand to their sinks once the lock is dropped (a sink
@@ -147,6 +155,8 @@ impl Shared {
             changed: Condvar::new(),
             results,
             program: program_identity(),
+            helpers: AtomicU64::new(0),
+            supervisor: OnceLock::new(),
         }))
     }
 
@@ -157,6 +167,10 @@ impl Shared {
     /// Wakes the supervisor out of its wait for results.
     pub(crate) fn wake(&self) {
         let _ = self.results.try_put(ResultMsg::Wake);
+        // A helper may take the message: the park ends all the same.
+        if let Some(t) = self.supervisor.get() {
+            t.unpark();
+        }
     }
 
     /// Starts every worker; on error kills those started.
@@ -188,6 +202,7 @@ impl Shared {
             initializer: s.initializer.clone(),
             max_tasks: s.max_tasks,
             max_part: s.max_message - RESULT_OVERHEAD,
+            spin: s.spin,
         };
         let mut p = match s.method {
             StartMethod::Fork => Process::fork(move || worker::run(cfg)),
@@ -332,13 +347,25 @@ impl Shared {
         fail_all(st, &why, out);
     }
 
+    /// Takes and handles every result on the queue; how many. Results are
+    /// taken only here, under the state lock, so the parts of one result
+    /// are handled in order whichever thread takes them.
     fn drain(&self, st: &mut State, out: &mut Deliveries) -> usize {
         let mut n = 0;
-        while let Ok(msg) = self.results.try_get() {
-            self.handle(st, msg, out);
+        loop {
+            match self.results.try_get() {
+                Ok(msg) => self.handle(st, msg, out),
+                // Only an overwritten queue reads closed: stop.
+                Err(RecvError::Closed) => {
+                    st.phase = Phase::Terminated;
+                    kill_all(st);
+                    fail_all(st, &TaskError::Terminated, out);
+                    return n;
+                }
+                Err(_) => return n,
+            }
             n += 1;
         }
-        n
     }
 
     /// Starts a worker in empty place `i`, unless the pool is stopping
@@ -453,26 +480,21 @@ impl Shared {
         let mut since_check = std::time::Instant::now();
         loop {
             let busy = !self.lock().tasks.is_empty();
-            let first = self.results.get_timeout(if busy {
+            let nap = if busy {
                 Duration::from_millis(5)
             } else {
                 Duration::from_millis(50)
-            });
+            };
+            // While a parent thread takes the results itself, a wait on the
+            // queue would only cost every result a wake-up of this thread.
+            if self.helpers.load(Ordering::SeqCst) > 0 {
+                std::thread::park_timeout(nap);
+            } else {
+                self.results.wait_readable_timeout(nap);
+            }
             let mut out = Vec::new();
             let mut st = self.lock();
-            match first {
-                Ok(msg) => {
-                    self.handle(&mut st, msg, &mut out);
-                    self.drain(&mut st, &mut out);
-                }
-                Err(RecvError::Closed) => {
-                    // Only an overwritten queue reads closed: stop.
-                    st.phase = Phase::Terminated;
-                    kill_all(&mut st);
-                    fail_all(&mut st, &TaskError::Terminated, &mut out);
-                }
-                Err(_) => {}
-            }
+            self.drain(&mut st, &mut out);
             if since_check.elapsed() >= Duration::from_millis(5) || !busy {
                 self.check_workers(&mut st, &mut out);
                 since_check = std::time::Instant::now();
@@ -528,6 +550,38 @@ fn fail_all(st: &mut State, why: &TaskError, out: &mut Deliveries) {
     }
     for (_, t) in st.tasks.drain() {
         out.push((t.sink, t.index, Err(why.clone())));
+    }
+}
+
+impl Helper for Shared {
+    fn help(&self) -> bool {
+        if self.results.is_empty() {
+            return false;
+        }
+        let mut out = Vec::new();
+        let mut st = self.lock();
+        let n = self.drain(&mut st, &mut out);
+        if n > 0 {
+            self.dispatch(&mut st);
+        }
+        drop(st);
+        deliver(out);
+        n > 0
+    }
+
+    fn spin(&self) -> Duration {
+        self.settings.spin
+    }
+
+    fn helping(&self, on: bool) {
+        if on {
+            self.helpers.fetch_add(1, Ordering::SeqCst);
+        } else if self.helpers.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Some(t) = self.supervisor.get()
+        {
+            // Back to the queue: results may be waiting there already.
+            t.unpark();
+        }
     }
 }
 

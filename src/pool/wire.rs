@@ -3,6 +3,7 @@
 //! and the configuration a worker starts with.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -94,6 +95,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) max_tasks: Option<u64>,
     /// The largest part of a result, in bytes.
     pub(crate) max_part: usize,
+    /// How long the worker polls its inbox before it sleeps on it.
+    pub(crate) spin: Duration,
 }
 
 /// Device and inode of the file this process executes.

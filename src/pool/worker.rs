@@ -6,12 +6,13 @@
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::TaskError;
 use crate::pool::func::WorkerCx;
-use crate::pool::wire::{Bytes, ResultMsg, WorkerConfig, program_identity};
+use crate::pool::wire::{Bytes, ResultMsg, TaskMsg, WorkerConfig, program_identity};
 use crate::process::spawn::Entry;
 use crate::queue::message::{RecvError, SendError};
 use crate::sys::clock::coarse_ms;
@@ -101,7 +102,7 @@ pub(crate) fn run(cfg: WorkerConfig) -> i32 {
     }
     let mut done = 0u64;
     loop {
-        let task = match cfg.inbox.get() {
+        let task = match next_task(&cfg) {
             Ok(task) => task,
             Err(RecvError::Closed) => return 0,
             // Overwritten shared memory: the pool sees this worker exit
@@ -133,6 +134,40 @@ pub(crate) fn run(cfg: WorkerConfig) -> i32 {
             return 0;
         }
     }
+}
+
+/// One pause of a poll loop, at its `polls`th poll: a spin hint for the
+/// first few, then the core given away, so that on a machine with more
+/// busy threads than cores the poller does not hold up the thread it
+/// waits for.
+pub(crate) fn pause(polls: u32) {
+    if polls < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Takes the next task: polls the inbox for up to `cfg.spin` (a task
+/// that follows soon is taken without a wake-up on either side), then
+/// sleeps on it.
+fn next_task(cfg: &WorkerConfig) -> Result<TaskMsg, RecvError> {
+    if !cfg.spin.is_zero() {
+        let start = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            match cfg.inbox.try_get() {
+                Err(RecvError::Empty) => {}
+                got => return got,
+            }
+            polls += 1;
+            pause(polls);
+            if polls.is_multiple_of(16) && start.elapsed() >= cfg.spin {
+                break;
+            }
+        }
+    }
+    cfg.inbox.get()
 }
 
 /// Sends task `id`'s outcome, in parts if needed; false if the results

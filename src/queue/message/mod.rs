@@ -45,6 +45,7 @@ pub(crate) use slot::{
 pub(crate) use wire::{Wait, decode, recv_taking, recv_with, send, send_bytes};
 
 use crate::error::Result;
+use crate::algo::wait::deadline;
 use crate::shm::header::{Expect, ObjectKind};
 use crate::shm::named::SharedMemory;
 use crate::shm::object::{Object, Place, Placed, Token};
@@ -400,6 +401,14 @@ impl<T: Serialize + DeserializeOwned> MessageQueue<T> {
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
         recv_with(&self.ring, Wait::at_most(timeout), decode::<T>)
+    }
+
+    /// Waits up to `timeout` until a get may succeed (a message is there,
+    /// or the queue is closed), taking nothing; whether it may. For a
+    /// consumer that takes messages under a lock of its own, so that no
+    /// other consumer handles one out of order.
+    pub(crate) fn wait_readable_timeout(&self, timeout: Duration) -> bool {
+        self.ring.wait_readable(deadline(timeout))
     }
 
     /// Closes the queue: later puts fail with `Closed`, and gets drain what
