@@ -42,6 +42,8 @@ use crate::error::{Error, Result, TaskError};
 #[derive(Default)]
 pub(crate) struct WorkerCx {
     context: Option<(u64, Box<dyn Any>)>,
+    /// The function reference whose tag and addresses were checked last.
+    checked: Option<FnRef>,
 }
 
 /// A shim: decodes the input, calls the task function (its address is the
@@ -129,16 +131,21 @@ impl FnRef {
         let refuse = |reason: &str| TaskError::BadFunction {
             reason: reason.to_owned(),
         };
-        if key.tag(self.shim, self.func) != self.tag {
-            return Err(refuse("its tag does not match this pool's key"));
-        }
         let base = program().base as i64;
         let (shim, func) = (
             base.wrapping_add(self.shim) as usize,
             base.wrapping_add(self.func) as usize,
         );
-        if !in_program(shim) || !in_program(func) {
-            return Err(refuse("it points outside the program's code"));
+        // The same bits as the reference checked last (a map's every
+        // chunk) need no second check.
+        if cx.checked != Some(*self) {
+            if key.tag(self.shim, self.func) != self.tag {
+                return Err(refuse("its tag does not match this pool's key"));
+            }
+            if !in_program(shim) || !in_program(func) {
+                return Err(refuse("it points outside the program's code"));
+            }
+            cx.checked = Some(*self);
         }
         // SAFETY: the tag matched, so this pool's parent made the pair from
         // a `Shim` and a function of the type it was instantiated for, both

@@ -61,19 +61,28 @@ fn help_until(
     let mut end = end_by(Instant::now());
     h.helping(true);
     let mut idle = 0u32;
+    let mut progressed = false;
     let finished = loop {
         if done() {
             break true;
         }
         if h.help() {
-            idle = 0;
-            end = end_by(Instant::now());
+            progressed = true;
             continue;
         }
         idle += 1;
         crate::pool::worker::pause(idle);
-        if idle.is_multiple_of(16) && Instant::now() >= end {
-            break done();
+        if idle.is_multiple_of(16) {
+            // The clock is read only here: the spin time counts from the
+            // last check that found progress.
+            let now = Instant::now();
+            if progressed {
+                progressed = false;
+                idle = 0;
+                end = end_by(now);
+            } else if now >= end {
+                break done();
+            }
         }
     };
     h.helping(false);
